@@ -1,0 +1,391 @@
+"""One-call Python API: ``tune``, ``embed``, ``rank``.
+
+    import taskscout
+    run = taskscout.tune("sst2", method="lora", store="runs", max_train=2000,
+                         data_dir="../shared/data")
+    emb = taskscout.embed("sst2", method="lora", checkpoint="early", store="runs")
+    table = taskscout.rank("rte", store="runs", method="lora")      # pandas DataFrame
+
+Every call is idempotent: a run whose full configuration (data fingerprint, backbone, method
+config, training config, seed) is already in the store is returned without training again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from taskscout.backbone import load_backbone, resolve_backbone
+from taskscout.data import TaskData, load_task
+from taskscout.embeddings.tupate import as_vector, method_embedding
+from taskscout.encode import encode_task
+from taskscout.predictors.similarity import EmbeddingKey, check_compatible, cosine_scores
+from taskscout.store import EmbeddingRecord, RunRecord, RunStore
+from taskscout.tuning.methods import build_method, get_method
+from taskscout.tuning.model import TaskModel
+from taskscout.tuning.trainer import TrainConfig, cpu_has_fast_bf16, train_model
+from taskscout.util import console, set_torch_threads
+
+CHECKPOINT_ALIASES = {"early": "early", "best": "best", "late": "best"}
+TASK_OPTIONS = (
+    "type",
+    "name",
+    "text_col",
+    "text_pair_col",
+    "label_col",
+    "tokens_col",
+    "tags_col",
+    "choices_col",
+    "dev_file",
+    "metric",
+    "positive_label",
+)
+
+
+def _open_store(store: str | os.PathLike | RunStore) -> RunStore:
+    return store if isinstance(store, RunStore) else RunStore(store)
+
+
+def _checkpoint(name: str) -> str:
+    try:
+        return CHECKPOINT_ALIASES[name]
+    except KeyError:
+        raise ValueError(
+            f"checkpoint must be 'early' or 'best' (alias 'late'), not {name!r}"
+        ) from None
+
+
+def run_config(
+    data: TaskData, backbone_id: str, method: str, method_options: dict | None, train: TrainConfig
+) -> dict:
+    """The full configuration of a tuning run; its hash is the run id."""
+    cls = get_method(method)
+    method_config = cls.config_class(**(method_options or {})).to_dict()
+    train_dict = train.to_dict()
+    if train_dict["lr"] is None:
+        train_dict["lr"] = cls.default_lr
+    return {
+        "task": data.spec.name,
+        "task_fingerprint": data.fingerprint(),
+        "backbone": backbone_id,
+        "method": method,
+        "method_config": method_config,
+        "train": train_dict,
+        "format": 1,
+    }
+
+
+def tune(
+    task: str | os.PathLike | TaskData,
+    *,
+    method: str = "lora",
+    store: str | os.PathLike | RunStore = "runs",
+    backbone: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    max_train: int | None = None,
+    max_dev: int | None = None,
+    seed: int = 0,
+    epochs: int = 3,
+    early_epochs: int = 2,
+    batch_size: int = 32,
+    lr: float | None = None,
+    max_len: int = 128,
+    bf16: bool | None = None,
+    method_options: dict | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    **task_options,
+) -> RunRecord:
+    """Tune ``method`` on ``task`` over the frozen backbone and store the run.
+
+    ``task``: a catalog name (``data_dir`` or $TASKSCOUT_DATA_DIR, else the bundled demo suite),
+    a file or folder (pass ``type=`` and column names as keyword arguments, see
+    :func:`taskscout.data.load_task`), ``hf:<dataset>``, or a loaded :class:`TaskData`.
+    Returns the stored :class:`RunRecord` (dev scores per epoch in metric points x100, the loss
+    curve, wall time, checkpoints ``early`` and ``best``).
+    """
+    unknown = set(task_options) - set(TASK_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown option(s) {sorted(unknown)}")
+    data = (
+        task
+        if isinstance(task, TaskData)
+        else load_task(
+            task, data_dir=data_dir, max_train=max_train, max_dev=max_dev, seed=seed, **task_options
+        )
+    )
+    ref = resolve_backbone(backbone)
+    train_config = TrainConfig(
+        epochs=epochs,
+        early_epochs=early_epochs,
+        batch_size=batch_size,
+        lr=lr,
+        max_len=max_len,
+        seed=seed,
+        bf16=cpu_has_fast_bf16() if bf16 is None else bf16,
+    )
+    config = run_config(data, ref.backbone_id, method, method_options, train_config)
+    run_id = RunStore.config_hash(config)
+    db = _open_store(store)
+    existing = db.get_run(run_id)
+    if existing is not None and existing.status == "complete":
+        return existing
+    set_torch_threads(threads)
+    record = RunRecord(
+        run_id=run_id,
+        task=data.spec.name,
+        backbone=ref.backbone_id,
+        method=method,
+        seed=seed,
+        config=config,
+        num_train=len(data.train),
+        num_dev=len(data.dev),
+    )
+    try:
+        ref, tokenizer, encoder = load_backbone(backbone)
+        train_split, dev_split = encode_task(data, tokenizer, max_len, cache_dir=db.root / "cache")
+        torch.manual_seed(seed)
+        model = TaskModel(build_method(method, encoder, method_options), data.spec)
+        result = train_model(
+            model,
+            train_split,
+            dev_split,
+            TrainConfig(**{**train_config.to_dict(), "lr": config["train"]["lr"]}),
+            pad_id=tokenizer.pad_token_id,
+            progress=progress,
+            description=f"{method} on {data.spec.name}",
+        )
+    except Exception as exc:
+        db.record_failure(record, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        raise
+    record.dev_scores = result.dev_scores
+    record.loss_curve = result.loss_curve
+    record.train_loss_steps = result.loss_steps
+    record.wall_time_s = result.wall_time_s
+    record.examples_seen = result.examples_seen
+    record.best_epoch = result.best_epoch
+    # not hashed: where the weights were loaded from, and how long the phases took
+    record.config = {
+        **config,
+        "backbone_location": ref.location,
+        "timing": {"train_s": result.train_time_s, "eval_s": result.eval_time_s},
+    }
+    db.put_task(
+        data.spec.name, data.spec.to_dict(), data.fingerprint(), len(data.train), len(data.dev)
+    )
+    early_score = result.dev_scores[result.early_epoch - 1]
+    return db.save_run(
+        record,
+        {
+            "early": (result.early_state, result.early_epoch, early_score),
+            "best": (result.best_state, result.best_epoch, result.best_score),
+        },
+    )
+
+
+@dataclass
+class TaskEmbedding:
+    """A stored task embedding with everything needed to compare it safely."""
+
+    task: str
+    method: str
+    backbone: str
+    checkpoint: str  # "early" | "best"
+    layer_reduce: str  # "mean" | "concat" | "none" (prompt matrix)
+    tensor: torch.Tensor  # (D,) or (L, H) for prompt
+    record: EmbeddingRecord
+
+    @property
+    def key(self) -> EmbeddingKey:
+        return EmbeddingKey(self.backbone, self.method, self.layer_reduce, tuple(self.tensor.shape))
+
+    def to_dict(self) -> dict:
+        return {
+            "task": self.task,
+            "method": self.method,
+            "backbone": self.backbone,
+            "checkpoint": self.checkpoint,
+            "layer_reduce": self.layer_reduce,
+            "shape": list(self.tensor.shape),
+            "run_id": self.record.run_id,
+            "embedding_id": self.record.embedding_id,
+            "file": self.record.file,
+            "norm": float(self.tensor.norm()),
+        }
+
+
+def _pick_run(
+    db: RunStore, task: str, method: str, backbone: str, seed: int | None
+) -> RunRecord | None:
+    runs = [
+        r
+        for r in db.find_runs(task=task, method=method, backbone=backbone)
+        if seed is None or r.seed == seed
+    ]
+    return max(runs, key=lambda r: r.created_at) if runs else None
+
+
+def embedding_of_run(
+    db: RunStore, run: RunRecord, checkpoint: str = "early", layer_reduce: str = "mean"
+) -> TaskEmbedding:
+    """Compute (or fetch) the embedding of a stored run's checkpoint."""
+    checkpoint = _checkpoint(checkpoint)
+    effective = "none" if run.method == "prompt" else layer_reduce
+    stored = db.get_embedding(run_id=run.run_id, checkpoint=checkpoint, layer_reduce=effective)
+    if stored is None:
+        _, _, encoder = load_backbone(_backbone_location(run))
+        method = build_method(run.method, encoder, run.config["method_config"])
+        state = db.load_checkpoint(run.run_id, checkpoint)
+        method.load_tuned_state(
+            {k.removeprefix("method."): v for k, v in state.items() if k.startswith("method.")}
+        )
+        tensor, effective = method_embedding(method, layer_reduce)
+        stored = db.save_embedding(
+            run_id=run.run_id,
+            task=run.task,
+            backbone=run.backbone,
+            method=run.method,
+            checkpoint=checkpoint,
+            layer_reduce=effective,
+            tensor=tensor,
+            extra={
+                "epoch": run.checkpoints[checkpoint].epoch,
+                "dev_score": run.checkpoints[checkpoint].dev_score,
+            },
+        )
+    tensor = db.load_embedding(stored)
+    return TaskEmbedding(
+        run.task, run.method, run.backbone, checkpoint, stored.layer_reduce, tensor, stored
+    )
+
+
+def _backbone_location(run: RunRecord) -> str | None:
+    """The backbone argument that reloads a run's encoder (packaged id maps to the package)."""
+    from taskscout.backbone import PACKAGED_ID
+
+    if run.backbone == PACKAGED_ID:
+        return None
+    return run.config.get("backbone_location") or run.backbone.split("@")[0].removeprefix("local:")
+
+
+def embed(
+    task: str | os.PathLike | TaskData,
+    *,
+    method: str = "lora",
+    checkpoint: str = "early",
+    layer_reduce: str = "mean",
+    store: str | os.PathLike | RunStore = "runs",
+    backbone: str | None = None,
+    run_id: str | None = None,
+    **tune_kwargs,
+) -> TaskEmbedding:
+    """The task embedding of ``task`` for ``method``; tunes first if the store has no run.
+
+    Without tuning arguments, the most recent complete run of (task name, method, backbone) in
+    the store is used (``run_id=`` picks one). With tuning arguments (``max_train``, ``epochs``,
+    ...), :func:`tune` is called with them (a no-op when that exact run is stored).
+    """
+    db = _open_store(store)
+    if run_id is not None:
+        run = db.get_run(run_id)
+        if run is None:
+            raise ValueError(f"no run {run_id!r} in store {db.root}")
+    else:
+        run = None
+        ref = resolve_backbone(backbone)
+        explicit = {k: v for k, v in tune_kwargs.items() if v is not None}
+        tuning_args = set(explicit) - {"data_dir", "progress", "threads"}
+        if not tuning_args and isinstance(task, str) and not Path(task).exists():
+            run = _pick_run(db, task, method, ref.backbone_id, None)
+        if run is None:
+            run = tune(task, method=method, store=db, backbone=backbone, **explicit)
+    return embedding_of_run(db, run, checkpoint, layer_reduce)
+
+
+def pool_embeddings(
+    db: RunStore,
+    *,
+    method: str,
+    backbone: str,
+    checkpoint: str = "early",
+    layer_reduce: str = "mean",
+) -> dict[str, TaskEmbedding]:
+    """The latest embedding of every task in the store for (method, backbone, checkpoint),
+    computing embeddings of stored runs that have none yet."""
+    out: dict[str, TaskEmbedding] = {}
+    runs = sorted(db.find_runs(method=method, backbone=backbone), key=lambda r: r.created_at)
+    for run in runs:  # later runs of a task overwrite earlier ones
+        out[run.task] = embedding_of_run(db, run, checkpoint, layer_reduce)
+    return out
+
+
+def rank(
+    target: str,
+    *,
+    store: str | os.PathLike | RunStore = "runs",
+    method: str = "lora",
+    checkpoint: str = "early",
+    layer_reduce: str = "mean",
+    backbone: str | None = None,
+    sources: list[str] | None = None,
+) -> pd.DataFrame:
+    """Rank the pool's source tasks for ``target`` by cosine similarity of TuPaTE vectors.
+
+    ``target`` must already have a run in the store (see :func:`embed`). Returns a DataFrame with
+    columns ``source, score, rank, num_train, family`` sorted by descending score (rank 1 = most
+    similar). Raises if any source embedding is incompatible with the target's.
+    """
+    db = _open_store(store)
+    ref = resolve_backbone(backbone)
+    pool = pool_embeddings(
+        db,
+        method=method,
+        backbone=ref.backbone_id,
+        checkpoint=checkpoint,
+        layer_reduce=layer_reduce,
+    )
+    if target not in pool:
+        raise ValueError(
+            f"target {target!r} has no {method} run in store {db.root}; "
+            f"run `taskscout embed {target} --method {method}` first"
+        )
+    names = [s for s in (sources or sorted(pool)) if s != target]
+    missing = [s for s in names if s not in pool]
+    if missing:
+        raise ValueError(f"no {method} embedding in the store for source(s) {missing}")
+    if not names:
+        raise ValueError("the pool holds no source task besides the target")
+    t = pool[target]
+    check_compatible(t.key, [(s, pool[s].key) for s in names])
+    scores = cosine_scores(
+        as_vector(t.tensor), torch.stack([as_vector(pool[s].tensor) for s in names])
+    )
+    tasks = {row["name"]: row for row in db.list_tasks()}
+    table = (
+        pd.DataFrame(
+            {
+                "source": names,
+                "score": scores.numpy(),
+                "num_train": [tasks.get(s, {}).get("num_train") for s in names],
+                "family": [(tasks.get(s, {}).get("spec") or {}).get("family") for s in names],
+            }
+        )
+        .sort_values("score", ascending=False, kind="stable")
+        .reset_index(drop=True)
+    )
+    table.insert(2, "rank", range(1, len(table) + 1))
+    return table
+
+
+def timed(label: str, fn, *args, **kwargs):
+    """Run ``fn`` and print how long it took (used by the demo)."""
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    console.print(f"[dim]{label}: {time.perf_counter() - start:.1f} s[/dim]")
+    return out
