@@ -12,6 +12,7 @@ import copy
 import functools
 import hashlib
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,9 @@ def _load_cached(location: str):
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
         model = AutoModel.from_pretrained(location)
@@ -90,6 +93,8 @@ def _load_cached(location: str):
         ) from exc
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     if not getattr(tokenizer, "is_fast", False):
         raise BackboneError(f"Backbone {location!r} has no fast tokenizer; taskscout needs one.")
     model.eval()
@@ -108,6 +113,14 @@ def load_backbone(name: str | os.PathLike | None = None):
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """A short hash identifying a tokenizer's vocabulary and settings (cache key)."""
-    state = tokenizer.backend_tokenizer.to_str() if hasattr(tokenizer, "backend_tokenizer") else ""
-    return hashlib.sha256(state.encode()).hexdigest()[:16]
+    """A short hash identifying a tokenizer's vocabulary and settings (cache key).
+
+    The backend's ``truncation`` and ``padding`` entries are left out: they are per-call settings
+    the backend remembers from its last call (e.g. ``max_length``), not part of the tokenizer.
+    """
+    if not hasattr(tokenizer, "backend_tokenizer"):
+        return hashlib.sha256(b"").hexdigest()[:16]
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    state.pop("truncation", None)
+    state.pop("padding", None)
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]

@@ -9,8 +9,10 @@ the right choice (multiple choice, whose ``input_ids`` hold one sequence per cho
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import random
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,7 +122,7 @@ def encode_task(
     _MEMORY[key] = result
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}-{uuid.uuid4().hex}.tmp")  # one per writer
         with tmp.open("wb") as fh:
             pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
         tmp.replace(path)
