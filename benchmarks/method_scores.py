@@ -1,6 +1,7 @@
 """Dev scores of every tuning method on real tasks, beside the majority/mean baseline.
 
-    python benchmarks/method_scores.py --data-dir ../shared/data --store benchmarks/runs/method_scores
+    python benchmarks/method_scores.py --data-dir ../shared/data \
+        --store benchmarks/runs/method_scores
 
 Defaults: MiniLM, 2,000 training examples, 3 epochs, seed 0, tasks sst2 trec mrpc stsb rte.
 Resumable: finished runs are read back from the store. Writes
@@ -29,13 +30,19 @@ def majority_baseline(data) -> float:
     spec = data.spec
     if spec.type is TaskType.REGRESSION:
         mean = sum(r["label"] for r in data.train) / len(data.train)
-        return task_metrics.score(spec.metric, [mean] * len(data.dev), [r["label"] for r in data.dev])
+        return task_metrics.score(
+            spec.metric, [mean] * len(data.dev), [r["label"] for r in data.dev]
+        )
     if spec.type is TaskType.MULTIPLE_CHOICE:
         top = collections.Counter(r["label"] for r in data.train).most_common(1)[0][0]
         return task_metrics.accuracy([top] * len(data.dev), [r["label"] for r in data.dev])
     top = collections.Counter(r["label"] for r in data.train).most_common(1)[0][0]
-    return task_metrics.score(spec.metric, [top] * len(data.dev), [r["label"] for r in data.dev],
-                              positive_label=spec.positive_label)
+    return task_metrics.score(
+        spec.metric,
+        [top] * len(data.dev),
+        [r["label"] for r in data.dev],
+        positive_label=spec.positive_label,
+    )
 
 
 def main() -> None:
@@ -55,31 +62,45 @@ def main() -> None:
         baseline = majority_baseline(data)
         for method in args.methods.split(","):
             start = time.perf_counter()
-            run = api.tune(data, method=method, store=args.store, epochs=args.epochs,
-                           seed=args.seed, progress=False)
+            run = api.tune(
+                data,
+                method=method,
+                store=args.store,
+                epochs=args.epochs,
+                seed=args.seed,
+                progress=False,
+            )
             row = {
-                "task": task, "metric": data.spec.metric, "method": method,
-                "num_train": run.num_train, "num_dev": run.num_dev,
+                "task": task,
+                "metric": data.spec.metric,
+                "method": method,
+                "num_train": run.num_train,
+                "num_dev": run.num_dev,
                 "baseline": round(baseline, 2),
                 "early": round(run.checkpoints["early"].dev_score, 2),
                 "best": round(run.checkpoints["best"].dev_score, 2),
                 "best_epoch": run.best_epoch,
                 "per_epoch": [round(s, 2) for s in run.dev_scores],
-                "lr": run.config["train"]["lr"], "wall_time_s": round(run.wall_time_s, 1),
-                "reused": time.perf_counter() - start < 1.0, "run_id": run.run_id,
+                "lr": run.config["train"]["lr"],
+                "wall_time_s": round(run.wall_time_s, 1),
+                "reused": time.perf_counter() - start < 1.0,
+                "run_id": run.run_id,
             }
             print(json.dumps(row), flush=True)
             rows.append(row)
+            # written after every run, so an interrupted benchmark leaves its partial table
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(rows).drop(columns=["reused"]).to_csv(f"{args.out}.csv", index=False)
     table = pd.DataFrame(rows)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    table.drop(columns=["reused"]).to_csv(f"{args.out}.csv", index=False)
     wide = table.pivot(index="task", columns="method", values="best")
     wide.insert(0, "baseline", table.groupby("task")["baseline"].first())
     wide.insert(0, "metric", table.groupby("task")["metric"].first())
     with open(f"{args.out}.md", "w") as fh:
-        fh.write(f"Dev score (best epoch, metric x100), MiniLM, {args.max_train} train examples, "
-                 f"{args.epochs} epochs, seed {args.seed}. Baseline = majority class "
-                 "(regression: train mean).\n\n")
+        fh.write(
+            f"Dev score (best epoch, metric x100), MiniLM, {args.max_train} train examples, "
+            f"{args.epochs} epochs, seed {args.seed}. Baseline = majority class "
+            "(regression: train mean).\n\n"
+        )
         fh.write(wide.to_markdown() + "\n")
     print(json.dumps({"summary": wide.reset_index().to_dict(orient="records")}))
 

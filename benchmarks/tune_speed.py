@@ -252,7 +252,6 @@ def worker_hf(args) -> dict:
     from taskscout.tuning import task_metrics
     from taskscout.tuning.methods import get_method
 
-    warnings.filterwarnings("ignore", category=FutureWarning)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     data = _load_data(args)
@@ -387,6 +386,7 @@ def _mean_tokens(train, args) -> float:
 def run_worker(args) -> None:
     from taskscout.util import set_torch_threads
 
+    warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation noise from peft
     threads = set_torch_threads(args.threads)
     fn = {"ours": worker_ours, "hf": worker_hf, "profile": worker_profile}[args.worker]
     out = fn(args)
@@ -433,6 +433,7 @@ def summarise(runs: list[dict]) -> dict:
         "all_eval": [round(x, 2) for x in evals],
         "all_peak_rss_mb": [round(r["peak_rss_mb"], 1) for r in runs],
         "dev_score": [round(r["dev_score"], 2) for r in runs],
+        "torch_threads": sorted({r["torch_threads"] for r in runs}),
         "train_s": [round(r["train_s"], 2) for r in runs],
         "eval_s": [round(r["eval_s"], 3) for r in runs],
     }

@@ -96,6 +96,12 @@ def tiny_backbone(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_config() -> dict:
+    """The tiny backbone's architecture settings."""
+    return dict(TINY)
+
+
+@pytest.fixture(scope="session")
 def tiny_backbone_h48(tmp_path_factory) -> Path:
     """A second tiny BERT with hidden size 48 (a different backbone id and embedding dims)."""
     return write_tiny_backbone(

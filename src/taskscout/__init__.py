@@ -1,9 +1,9 @@
 """taskscout: which source task should a low-resource target train on first?
 
-    import taskscout
-    run = taskscout.tune("mnli", method="lora", store="runs")          # bundled demo task
-    emb = taskscout.embed("mnli", method="lora", checkpoint="early", store="runs")
-    table = taskscout.rank("mnli", store="runs", method="lora")       # pandas DataFrame
+import taskscout
+run = taskscout.tune("mnli", method="lora", store="runs")          # bundled demo task
+emb = taskscout.embed("mnli", method="lora", checkpoint="early", store="runs")
+table = taskscout.rank("mnli", store="runs", method="lora")       # pandas DataFrame
 """
 
 __version__ = "0.1.0"

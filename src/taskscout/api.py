@@ -25,7 +25,12 @@ from taskscout.backbone import load_backbone, resolve_backbone
 from taskscout.data import TaskData, load_task
 from taskscout.embeddings.tupate import as_vector, method_embedding
 from taskscout.encode import encode_task
-from taskscout.predictors.similarity import EmbeddingKey, check_compatible, cosine_scores
+from taskscout.predictors.similarity import (
+    EmbeddingKey,
+    IncompatibleEmbeddingError,
+    check_compatible,
+    cosine_scores,
+)
 from taskscout.store import EmbeddingRecord, RunRecord, RunStore
 from taskscout.tuning.methods import build_method, get_method
 from taskscout.tuning.model import TaskModel
@@ -358,6 +363,16 @@ def rank(
     names = [s for s in (sources or sorted(pool)) if s != target]
     missing = [s for s in names if s not in pool]
     if missing:
+        elsewhere = {
+            s: sorted({r.backbone for r in db.find_runs(task=s, method=method)}) for s in missing
+        }
+        elsewhere = {s: b for s, b in elsewhere.items() if b}
+        if elsewhere:  # comparing across backbones is an error, not a silent omission
+            raise IncompatibleEmbeddingError(
+                f"cannot compare embeddings of different backbones: the target {target!r} uses "
+                f"backbone {ref.backbone_id!r}, but source(s) have {method} runs only for "
+                f"{elsewhere}; tune them with this backbone"
+            )
         raise ValueError(f"no {method} embedding in the store for source(s) {missing}")
     if not names:
         raise ValueError("the pool holds no source task besides the target")

@@ -1,0 +1,347 @@
+"""The tuning methods, heads and trainer on a tiny randomly initialised BERT (see conftest)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from taskscout.backbone import load_backbone
+from taskscout.data import TaskType
+from taskscout.embeddings.tupate import method_embedding
+from taskscout.encode import collate, encode_task
+from taskscout.tuning.methods import build_method
+from taskscout.tuning.model import TaskModel
+from taskscout.tuning.trainer import (
+    TrainConfig,
+    evaluate,
+    gold_values,
+    predict,
+    train_model,
+)
+
+METHODS = ("lora", "bitfit", "prefix", "prompt")
+LR = 3e-2  # high for real models, right for a 32-wide random BERT learning a keyword task
+
+
+def make_model(backbone, method, spec, *, seed=0, options=None):
+    _, tokenizer, encoder = load_backbone(str(backbone))
+    torch.manual_seed(seed)
+    return TaskModel(build_method(method, encoder, options), spec), tokenizer
+
+
+def train(
+    backbone,
+    method,
+    data,
+    *,
+    epochs=10,
+    early_epochs=2,
+    seed=0,
+    lr=LR,
+    batch_size=8,
+    options=None,
+):
+    """Train like ``taskscout.tune`` does, without the store: returns (model, result, splits)."""
+    model, tokenizer = make_model(backbone, method, data.spec, seed=seed, options=options)
+    train_split, dev_split = encode_task(data, tokenizer, 64)
+    config = TrainConfig(
+        epochs=epochs, early_epochs=early_epochs, batch_size=batch_size, lr=lr, seed=seed
+    )
+    result = train_model(
+        model, train_split, dev_split, config, pad_id=tokenizer.pad_token_id, progress=False
+    )
+    return model, result, (train_split, dev_split, tokenizer.pad_token_id)
+
+
+# --- each method: learning, what is trainable, frozen backbone --------------------------------
+
+
+@pytest.fixture(scope="module", params=METHODS)
+def trained(request, tiny_backbone, make_task):
+    method = request.param
+    data = make_task("classification", n_train=32, n_dev=16)
+    model, tokenizer = make_model(tiny_backbone, method, data.spec)
+    initial = model.trainable_state()
+    train_split, dev_split = encode_task(data, tokenizer, 64)
+    config = TrainConfig(epochs=10, batch_size=8, lr=LR, seed=0)
+    result = train_model(
+        model, train_split, dev_split, config, pad_id=tokenizer.pad_token_id, progress=False
+    )
+    return method, model, initial, result
+
+
+def test_training_loss_falls(trained):
+    method, _, _, result = trained
+    losses = result.loss_curve
+    assert len(losses) == 40 == len(result.loss_steps)  # 10 epochs x 4 batches
+    assert result.loss_steps == list(range(1, 41))
+    first, last = statistics.mean(losses[:6]), statistics.mean(losses[-6:])
+    assert last < 0.75 * first, (method, first, last)
+    assert all(math.isfinite(x) for x in result.dev_scores) and len(result.dev_scores) == 10
+    assert result.examples_seen == 10 * 32
+
+
+def test_method_parameters_moved(trained):
+    method, model, initial, _ = trained
+    final = model.trainable_state()
+    assert final.keys() == initial.keys()
+    moved = [k for k in final if k.startswith("method.") and not torch.equal(final[k], initial[k])]
+    method_keys = [k for k in final if k.startswith("method.")]
+    assert method_keys and sorted(moved) == sorted(method_keys), method
+    assert not torch.equal(final["head.weight"], initial["head.weight"])
+
+
+EXPECTED_TUNED = {
+    # (count per layer, predicate on the parameter name)
+    "lora": (4, lambda n: ".lora_A." in n or ".lora_B." in n),
+    "bitfit": (8, lambda n: n.endswith(".bias") and ".encoder.layer." in n),
+}
+
+
+def test_only_method_parameters_and_head_are_trainable(trained):
+    method, model, _, _ = trained
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    tuned = set(model.method.tuned_parameters())
+    assert trainable == {f"method.{n}" for n in tuned} | {"head.weight", "head.bias"}
+    layers = model.method.num_layers
+    if method in EXPECTED_TUNED:
+        per_layer, ok = EXPECTED_TUNED[method]
+        assert len(tuned) == per_layer * layers and all(ok(n) for n in tuned), sorted(tuned)
+    elif method == "prefix":
+        assert tuned == {"peft.prompt_encoder.default.embedding.weight"}
+    else:
+        assert tuned == {
+            "prompt_encoder.input",
+            "prompt_encoder.mlp.0.weight",
+            "prompt_encoder.mlp.0.bias",
+            "prompt_encoder.mlp.2.weight",
+            "prompt_encoder.mlp.2.bias",
+        }
+
+
+def _base_name(name: str) -> str:
+    """A method's parameter name -> the name in the backbone's own weights file."""
+    for prefix in ("peft.base_model.", "encoder."):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    return name.replace(".base_layer.", ".")
+
+
+def test_backbone_weights_unchanged(trained, tiny_backbone):
+    method, model, _, _ = trained
+    on_disk = load_file(str(tiny_backbone / "model.safetensors"))
+    tuned = set(model.method.tuned_parameters())
+    frozen, tuned_base = {}, set()
+    for name, param in model.method.named_parameters():
+        if name in tuned:
+            if method == "bitfit":  # biases of the encoder itself
+                tuned_base.add(_base_name(name))
+            continue
+        frozen[_base_name(name)] = param
+    assert set(frozen) | tuned_base == set(on_disk), method  # every backbone tensor accounted for
+    changed = [n for n, p in frozen.items() if not torch.equal(p.detach(), on_disk[n])]
+    assert changed == []
+    if method == "bitfit":
+        assert all(
+            not torch.equal(dict(model.method.named_parameters())[f"encoder.{n}"], on_disk[n])
+            for n in tuned_base
+        )
+    # the loader's in-process cache was not modified either: a fresh load equals the file
+    fresh = load_backbone(str(tiny_backbone))[2].state_dict()
+    assert all(torch.equal(fresh[n], on_disk[n]) for n in on_disk)
+
+
+# --- heads and metrics for every task type --------------------------------------------------
+
+
+def _reference_metric(spec, pred, gold) -> float:
+    from seqeval.metrics import f1_score as seqeval_f1
+    from sklearn.metrics import f1_score, matthews_corrcoef
+
+    if spec.metric == "pearson":
+        return 100 * float(np.corrcoef(pred, gold)[0, 1])
+    if spec.metric == "seqeval_f1":
+        return 100 * seqeval_f1(gold, pred)
+    if spec.metric == "mcc":
+        return 100 * matthews_corrcoef(gold, pred)
+    if spec.metric == "f1":
+        return 100 * f1_score(gold, pred, pos_label=spec.positive_label)
+    return 100 * float(np.mean([p == g for p, g in zip(pred, gold, strict=True)]))
+
+
+HEAD_CASES = [
+    ("classification", {}),
+    ("classification", {"metric": "mcc"}),
+    ("classification", {"metric": "f1"}),
+    ("pair_classification", {}),
+    ("regression", {}),
+    ("token_classification", {}),
+    ("multiple_choice", {}),
+]
+
+
+@pytest.mark.parametrize(("task_type", "kwargs"), HEAD_CASES)
+def test_heads_train_and_evaluate_with_the_task_metric(tiny_backbone, make_task, task_type, kwargs):
+    data = make_task(task_type, **kwargs)
+    model, result, (train_split, dev_split, pad) = train(
+        tiny_backbone, "lora", data, epochs=4, batch_size=16
+    )
+    spec = data.spec
+    assert spec.type is TaskType(task_type)
+    assert len(result.dev_scores) == 4 and all(math.isfinite(s) for s in result.dev_scores)
+    assert all(math.isfinite(x) for x in result.loss_curve)
+
+    batch = collate(dev_split, [0, 1, 2], pad)
+    model.eval()
+    logits = model(batch)
+    expected_shape = {
+        "classification": (3, len(spec.labels or ())),
+        "pair_classification": (3, len(spec.labels or ())),
+        "regression": (3,),
+        "token_classification": (*batch["input_ids"].shape, len(spec.labels or ())),
+        "multiple_choice": tuple(batch["choice_mask"].shape) if "choice_mask" in batch else None,
+    }[task_type]
+    assert tuple(logits.shape) == expected_shape
+
+    pred = predict(model, dev_split, pad_id=pad)
+    gold = gold_values(spec, dev_split)
+    assert len(pred) == len(gold) == len(data.dev)
+    if task_type == "token_classification":  # one predicted tag per word (first sub-token)
+        assert [len(p) for p in pred] == [len(r["tokens"]) for r in data.dev]
+        assert gold == [r["tags"] for r in data.dev]
+    elif task_type == "multiple_choice":  # never a padding choice
+        assert all(0 <= p < len(r["choices"]) for p, r in zip(pred, data.dev, strict=True))
+    elif task_type == "regression":
+        assert all(isinstance(p, float) for p in pred)
+    else:
+        assert set(pred) <= set(spec.labels)
+    score = evaluate(model, dev_split, pad_id=pad)
+    assert score == pytest.approx(_reference_metric(spec, pred, gold), abs=1e-9)
+    assert result.dev_scores[-1] == pytest.approx(score, abs=1e-9)  # the last epoch's model
+
+
+def test_padding_choices_get_the_lowest_score(tiny_backbone, make_task):
+    data = make_task("multiple_choice", n_train=4, n_dev=4)
+    model, tokenizer = make_model(tiny_backbone, "lora", data.spec)
+    train_split, _ = encode_task(data, tokenizer, 64)
+    batch = collate(train_split, [0, 1], tokenizer.pad_token_id)  # 2 and 3 choices
+    assert batch["choice_mask"].tolist() == [[1, 1, 0], [1, 1, 1]]
+    model.eval()
+    with torch.no_grad():
+        scores = model(batch)
+    assert scores[0, 2] == torch.finfo(scores.dtype).min
+    assert torch.isfinite(scores[1]).all() and scores[0, :2].gt(-1e30).all()
+    loss = model.loss(scores, batch["labels"])
+    assert torch.isfinite(loss)
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+
+def _score_of_state(backbone, data, state, dev_split, pad) -> float:
+    model, _ = make_model(backbone, "lora", data.spec, seed=123)
+    model.load_trainable_state(state)
+    return evaluate(model, dev_split, pad_id=pad)
+
+
+def test_early_and_best_checkpoints(tiny_backbone, make_task):
+    data = make_task("regression")  # Pearson r: distinct dev scores per epoch
+    model, result, (_, dev_split, pad) = train(
+        tiny_backbone, "lora", data, epochs=5, early_epochs=2, lr=1e-2
+    )
+    scores = result.dev_scores
+    assert len(set(scores)) == 5, scores  # precondition: each epoch identifiable by its score
+    assert result.early_epoch == 2
+    assert _score_of_state(tiny_backbone, data, result.early_state, dev_split, pad) == scores[1]
+    assert result.best_epoch == int(np.argmax(scores)) + 1
+    assert result.best_score == max(scores)
+    assert _score_of_state(tiny_backbone, data, result.best_state, dev_split, pad) == max(scores)
+    assert result.early_state.keys() == result.best_state.keys() == model.trainable_state().keys()
+
+
+def test_early_checkpoint_is_clamped_to_the_last_epoch(tiny_backbone, make_task):
+    data = make_task("classification", n_train=16, n_dev=8)
+    model, result, _ = train(tiny_backbone, "bitfit", data, epochs=2, early_epochs=5)
+    assert result.early_epoch == 2
+    final = model.trainable_state()
+    assert all(torch.equal(result.early_state[k], final[k]) for k in final)
+    model, result, _ = train(tiny_backbone, "bitfit", data, epochs=1, early_epochs=2)
+    assert result.early_epoch == 1 == result.best_epoch
+    assert result.early_state and result.best_state
+
+
+# --- determinism ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt"])
+def test_same_seed_is_bit_identical_and_other_seed_differs(tiny_backbone, make_task, method):
+    data = make_task("classification", n_train=24, n_dev=8)
+    runs = [train(tiny_backbone, method, data, epochs=2, seed=s)[0] for s in (0, 0, 1)]
+    states = [m.trainable_state() for m in runs]
+    embeddings = [method_embedding(m.method)[0] for m in runs]
+    assert states[0].keys() == states[1].keys() == states[2].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert torch.equal(embeddings[0], embeddings[1])
+    assert not all(torch.equal(states[0][k], states[2][k]) for k in states[0])
+    assert not torch.equal(embeddings[0], embeddings[2])
+
+
+# --- loading checkpoints --------------------------------------------------------------------
+
+
+def test_load_tuned_state_round_trip_and_rejections(tiny_backbone, make_task):
+    data = make_task("classification", n_train=8, n_dev=4)
+    source, _, _ = train(tiny_backbone, "lora", data, epochs=1)
+    state = source.trainable_state()
+
+    target, _ = make_model(tiny_backbone, "lora", data.spec, seed=5)
+    head_before = target.head.weight.detach().clone()
+    target.load_trainable_state(state, head=False)  # transfer: method only, fresh head
+    assert all(
+        torch.equal(target.method.tuned_state()[k.removeprefix("method.")], v)
+        for k, v in state.items()
+        if k.startswith("method.")
+    )
+    assert torch.equal(target.head.weight, head_before)
+    target.load_trainable_state(state)
+    assert torch.equal(target.head.weight, state["head.weight"])
+
+    method_state = {k.removeprefix("method."): v for k, v in state.items() if "method." in k}
+    bitfit, _ = make_model(tiny_backbone, "bitfit", data.spec)
+    with pytest.raises(ValueError, match=r"bitfit checkpoint does not fit.*another method"):
+        bitfit.method.load_tuned_state(method_state)
+    small, _ = make_model(tiny_backbone, "lora", data.spec, options={"r": 4})
+    with pytest.raises(ValueError, match=r"has shape \(8, 32\).*expects \(4, 32\)"):
+        small.method.load_tuned_state(method_state)
+    partial = dict(list(method_state.items())[:-1])
+    with pytest.raises(ValueError, match="missing"):
+        target.method.load_tuned_state(partial)
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+def test_nan_loss_raises_with_a_hint(tiny_backbone, make_task):
+    data = make_task("classification", n_train=32, n_dev=8)
+    with pytest.raises(
+        FloatingPointError, match=r"loss became (nan|-?inf) at step \d+; lower the learning rate"
+    ):
+        train(tiny_backbone, "lora", data, epochs=3, lr=1e10)
+
+
+def test_train_config_and_empty_splits_are_rejected(tiny_backbone, make_task):
+    for bad in ({"epochs": 0}, {"early_epochs": 0}, {"batch_size": 0}, {"max_len": 4}):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+    data = make_task("classification", n_train=8, n_dev=4)
+    model, tokenizer = make_model(tiny_backbone, "lora", data.spec)
+    train_split, dev_split = encode_task(data, tokenizer, 64)
+    empty = type(dev_split)(dev_split.task_type, [], [], [])
+    with pytest.raises(ValueError, match="must not be empty"):
+        train_model(model, train_split, empty, TrainConfig(), pad_id=0, progress=False)
