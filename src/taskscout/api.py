@@ -13,7 +13,6 @@ config, training config, seed) is already in the store is returned without train
 from __future__ import annotations
 
 import os
-import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from taskscout.store import EmbeddingRecord, RunRecord, RunStore
 from taskscout.tuning.methods import build_method, get_method
 from taskscout.tuning.model import TaskModel
 from taskscout.tuning.trainer import TrainConfig, cpu_has_fast_bf16, train_model
-from taskscout.util import console, set_torch_threads
+from taskscout.util import set_torch_threads
 
 CHECKPOINT_ALIASES = {"early": "early", "best": "best", "late": "best"}
 TASK_OPTIONS = (
@@ -396,11 +395,3 @@ def rank(
     )
     table.insert(2, "rank", range(1, len(table) + 1))
     return table
-
-
-def timed(label: str, fn, *args, **kwargs):
-    """Run ``fn`` and print how long it took (used by the demo)."""
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    console.print(f"[dim]{label}: {time.perf_counter() - start:.1f} s[/dim]")
-    return out

@@ -376,5 +376,103 @@ def demo(
     )
 
 
+@app.command()
+def evaluate(
+    gold: Annotated[
+        Path | None,
+        typer.Option(
+            "--gold",
+            help="Ground truth CSV: long form (target,source,gain[,performance]) or a wide "
+            "matrix (source rows x target columns of scores after transfer, plus a "
+            "no-transfer row).",
+        ),
+    ] = None,
+    scores: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--scores",
+            help="Predictor scores CSV (target,source[,predictor],score; higher = more "
+            "helpful). Repeatable.",
+        ),
+    ] = None,
+    no_transfer_row: Annotated[
+        str, typer.Option("--no-transfer-row", help="Name of the no-transfer row of a wide gold.")
+    ] = "none",
+    taskweb_pairs: Annotated[
+        Path | None,
+        typer.Option("--taskweb-pairs", help="Use TaskWeb's pairs.csv as the gold instead."),
+    ] = None,
+    setting: Annotated[
+        str, typer.Option("--setting", help="TaskWeb setting, e.g. ALL(avg), finetune:roberta.")
+    ] = "ALL(avg)",
+    taskweb_gain: Annotated[
+        str,
+        typer.Option("--taskweb-gain", help="TaskWeb gain: avg_pct_change | combined_score."),
+    ] = "avg_pct_change",
+    task_list: Annotated[
+        str | None,
+        typer.Option("--tasks", help="Comma-separated tasks: keep pairs with both among them."),
+    ] = None,
+    taskweb_predictors: Annotated[
+        Path | None,
+        typer.Option(
+            "--taskweb-predictors",
+            help="Add TaskWeb's released predictors (released_predictor_scores.csv) as rows.",
+        ),
+    ] = None,
+    ks: Annotated[str, typer.Option("--ks", help="k of regret@k and gain@k.")] = "1,3",
+    per_target: Annotated[
+        bool, typer.Option("--per-target", help="Also print one row per (predictor, target).")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Score source-ranking predictors against ground-truth transfer gains (DESIGN.md section 5):
+    rank of the best source, NDCG, correlations, regret@k, gain@k, beside the random baseline."""
+    from rich.text import Text
+
+    from taskscout.evaluation.report import (
+        evaluate_files,
+        metric_header,
+        per_target_records,
+        summary_records,
+        summary_table,
+    )
+
+    result = _guard(
+        evaluate_files,
+        gold,
+        scores,
+        no_transfer_row=no_transfer_row,
+        taskweb_pairs=taskweb_pairs,
+        setting=setting,
+        taskweb_gain=taskweb_gain,
+        tasks=task_list,
+        taskweb_predictors=taskweb_predictors,
+        ks=ks,
+    )
+    per_target_df, summary, notes, gold_desc = result
+    for note in notes:
+        console.print(Text(f"warning: {note}", style="yellow"))
+    if as_json:
+        payload = {
+            "summary": summary_records(summary),
+            "per_target": per_target_records(per_target_df),
+            "warnings": notes,
+        }
+        out.print_json(json.dumps(payload))
+        return
+    n_targets = int(summary["n_targets"].max())
+    out.print(
+        _table(
+            summary_table(summary),
+            title=f"predictors vs {gold_desc}: mean over {n_targets} targets "
+            "(↓ = lower is better; random = expectation over random rankings)",
+        )
+    )
+    if per_target:
+        df = per_target_df.rename(columns=metric_header)
+        out.print(_table(df, title="per (predictor, target)"))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

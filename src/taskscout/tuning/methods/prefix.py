@@ -6,6 +6,7 @@ keys and values; with ``reparametrize`` they are produced by a 2-layer MLP from 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -40,7 +41,9 @@ class PrefixMethod(TuningMethod):
             prefix_projection=config.reparametrize,
             encoder_hidden_size=config.encoder_hidden_size,
         )
-        self.peft = get_peft_model(encoder, peft_config)
+        with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
+            warnings.simplefilter("ignore", FutureWarning)
+            self.peft = get_peft_model(encoder, peft_config)
         for name, param in self.peft.named_parameters():
             param.requires_grad_(name.startswith("prompt_encoder."))
 
