@@ -338,15 +338,31 @@ def rank(
     layer_reduce: str = "mean",
     backbone: str | None = None,
     sources: list[str] | None = None,
+    predictor: str = "tupate",
 ) -> pd.DataFrame:
     """Rank the pool's source tasks for ``target`` by cosine similarity of TuPaTE vectors.
 
     ``target`` must already have a run in the store (see :func:`embed`). Returns a DataFrame with
     columns ``source, score, rank, num_train, family`` sorted by descending score (rank 1 = most
     similar). Raises if any source embedding is incompatible with the target's.
+
+    ``predictor``: ``"tupate"`` (default: ``tupate-<method>``) or any name of
+    :data:`taskscout.predictors.PREDICTORS`; the other predictors score the given ``sources``,
+    default every other task with a run on this backbone.
     """
     db = _open_store(store)
     ref = resolve_backbone(backbone)
+    if predictor.startswith("tupate-") and predictor.removeprefix("tupate-") == method:
+        predictor = "tupate"
+    if predictor != "tupate":
+        from taskscout.predictors import Pool, get_predictor
+
+        scorer = get_predictor(predictor)
+        pool = Pool(db, ref.backbone_id, checkpoint=checkpoint, layer_reduce=layer_reduce)
+        every = sorted({r.task for r in db.find_runs(backbone=ref.backbone_id)})
+        names = [s for s in (sources or every) if s != target]
+        scored = scorer.score(target, names, pool)
+        return _score_table(db, names, [scored[s] for s in names])
     pool = pool_embeddings(
         db,
         method=method,
@@ -380,12 +396,17 @@ def rank(
     scores = cosine_scores(
         as_vector(t.tensor), torch.stack([as_vector(pool[s].tensor) for s in names])
     )
+    return _score_table(db, names, scores.numpy())
+
+
+def _score_table(db: RunStore, names: list[str], scores) -> pd.DataFrame:
+    """The ranking table of :func:`rank`: sources sorted by descending score, rank 1 first."""
     tasks = {row["name"]: row for row in db.list_tasks()}
     table = (
         pd.DataFrame(
             {
                 "source": names,
-                "score": scores.numpy(),
+                "score": scores,
                 "num_train": [tasks.get(s, {}).get("num_train") for s in names],
                 "family": [(tasks.get(s, {}).get("spec") or {}).get("family") for s in names],
             }

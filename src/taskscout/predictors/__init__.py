@@ -1,1 +1,18 @@
-"""Source-ranking predictors."""
+"""Source-ranking predictors: ``get_predictor(name).score(target, sources, pool)``.
+
+Names: ``tupate-{lora,bitfit,prefix,prompt}``, ``prompt-{mean,token}-{manhattan,euclidean,cosine}``,
+``ensemble``, ``ensemble-rank``, ``datasize``, ``random``, ``curvegrad``, ``textemb``,
+``taskemb``, ``logme`` (see each module). Higher score = predicted more helpful.
+"""
+
+from taskscout.predictors import baselines, ensemble, prompt_metrics  # noqa: F401  (registration)
+from taskscout.predictors.base import (
+    PREDICTORS,
+    Pool,
+    Predictor,
+    Scores,
+    TupatePredictor,
+    get_predictor,
+)
+
+__all__ = ["PREDICTORS", "Pool", "Predictor", "Scores", "TupatePredictor", "get_predictor"]

@@ -1,0 +1,74 @@
+"""Ensembles of the per-method TuPaTE similarities.
+
+``ensemble``:      p(s) = (1/|M|) sum_{m in M} cos(e_t^m, e_s^m)
+``ensemble-rank``: p(s) = -(1/|M|) sum_{m in M} rank_m(s)   (rank 1 = most similar under m;
+                   ties get their average rank), so higher is better.
+
+M = the tuning methods (lora, bitfit, prefix, prompt, or those given) for which the pool holds an
+embedding of the target *and of every source*; it is listed in ``scores.info["methods"]``. An
+empty M is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+from taskscout.predictors.base import (
+    TUPATE_METHODS,
+    Pool,
+    Scores,
+    _check_sources,
+    method_cosines,
+    register,
+)
+
+
+def available_methods(
+    pool: Pool, target: str, sources: list[str], methods: tuple[str, ...] = TUPATE_METHODS
+) -> list[str]:
+    """The methods among ``methods`` with embeddings of the target and all sources."""
+    out = []
+    for method in methods:
+        emb = pool.embeddings(method)
+        if all(t in emb for t in [target, *sources]):
+            out.append(method)
+    return out
+
+
+@dataclass
+class EnsemblePredictor:
+    """Mean of per-method cosines (``by="score"``) or of per-method ranks (``by="rank"``)."""
+
+    by: str = "score"
+    methods: tuple[str, ...] = TUPATE_METHODS
+
+    def __post_init__(self) -> None:
+        if self.by not in ("score", "rank"):
+            raise ValueError(f"ensemble by must be 'score' or 'rank', not {self.by!r}")
+
+    @property
+    def name(self) -> str:
+        return "ensemble" if self.by == "score" else "ensemble-rank"
+
+    def score(self, target: str, sources: list[str], pool: Pool) -> Scores:
+        names = _check_sources(target, sources)
+        used = available_methods(pool, target, names, tuple(self.methods))
+        if not used:
+            raise ValueError(
+                f"{self.name}: no tuning method among {list(self.methods)} has embeddings of the "
+                f"target {target!r} and all sources in store {pool.store.root} "
+                f"(backbone {pool.backbone!r})"
+            )
+        rows = []
+        for method in used:
+            cos = method_cosines(pool, method, target, names).numpy()
+            rows.append(cos if self.by == "score" else -rankdata(-cos, method="average"))
+        mean = np.mean(np.stack(rows), axis=0)
+        return Scores(zip(names, mean.tolist(), strict=True), {"methods": used})
+
+
+register("ensemble", lambda **kw: EnsemblePredictor(by="score", **kw))
+register("ensemble-rank", lambda **kw: EnsemblePredictor(by="rank", **kw))
