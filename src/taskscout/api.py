@@ -339,6 +339,7 @@ def rank(
     backbone: str | None = None,
     sources: list[str] | None = None,
     predictor: str = "tupate",
+    data_dir: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Rank the pool's source tasks for ``target`` by cosine similarity of TuPaTE vectors.
 
@@ -348,7 +349,8 @@ def rank(
 
     ``predictor``: ``"tupate"`` (default: ``tupate-<method>``) or any name of
     :data:`taskscout.predictors.PREDICTORS`; the other predictors score the given ``sources``,
-    default every other task with a run on this backbone.
+    default every other task with a run on this backbone. ``data_dir`` is where predictors
+    that read task data (textemb, taskemb, logme) find it.
     """
     db = _open_store(store)
     ref = resolve_backbone(backbone)
@@ -358,7 +360,9 @@ def rank(
         from taskscout.predictors import Pool, get_predictor
 
         scorer = get_predictor(predictor)
-        pool = Pool(db, ref.backbone_id, checkpoint=checkpoint, layer_reduce=layer_reduce)
+        pool = Pool(
+            db, ref.backbone_id, checkpoint=checkpoint, layer_reduce=layer_reduce, data_dir=data_dir
+        )
         every = sorted({r.task for r in db.find_runs(backbone=ref.backbone_id)})
         names = [s for s in (sources or every) if s != target]
         scored = scorer.score(target, names, pool)

@@ -287,24 +287,41 @@ def embed(
 def rank(
     target: Annotated[str, typer.Argument(help="Target task (must have a run in the store).")],
     store: Store = Path("runs"),
+    predictor: Annotated[
+        str,
+        typer.Option(
+            help="tupate (cosine of --method TuPaTE vectors), ensemble, ensemble-rank, "
+            "prompt-{mean,token}-{manhattan,euclidean,cosine}, datasize, curvegrad, "
+            "textemb, taskemb, logme, random"
+        ),
+    ] = "tupate",
     method: Method = "lora",
     checkpoint: Annotated[str, typer.Option(help="early | best (alias late)")] = "early",
     backbone: Backbone = None,
+    data_dir: DataDir = None,
     as_json: Json = False,
     csv: Annotated[Path | None, typer.Option("--csv", help="Also write the table here.")] = None,
 ) -> None:
-    """Rank the store's source tasks for TARGET by cosine similarity of TuPaTE vectors."""
+    """Rank the store's source tasks for TARGET (default: cosine of TuPaTE vectors)."""
     from taskscout import api
 
     df = _guard(
-        api.rank, target, store=store, method=method, checkpoint=checkpoint, backbone=backbone
+        api.rank,
+        target,
+        store=store,
+        method=method,
+        checkpoint=checkpoint,
+        backbone=backbone,
+        predictor=predictor,
+        data_dir=data_dir,
     )
     if csv:
         df.to_csv(csv, index=False)
+    name = f"tupate-{method}" if predictor == "tupate" else predictor
     if as_json:
         out.print_json(df.to_json(orient="records"))
     else:
-        out.print(_table(df, title=f"sources for {target} (tupate-{method}, {checkpoint})"))
+        out.print(_table(df, title=f"sources for {target} ({name}, {checkpoint})"))
 
 
 @app.command()
