@@ -336,3 +336,53 @@ def test_logme_predictor_scores_sources(pool):
 def test_pool_open_resolves_the_backbone_id(pool, tiny_backbone):
     assert pool.backbone == resolve_backbone(str(tiny_backbone)).backbone_id
     assert pool.run("qnli") is None and pool.run("mnli", "lora").method == "lora"
+
+
+# --- api.predict: long-form scores for several targets -----------------------------------------
+
+
+def test_predict_long_form_matches_rank(pool, tiny_backbone):
+    frame, skipped = api.predict(
+        ["sms_spam", "mnli"],
+        store=pool.store,
+        predictors="tupate-lora,datasize",
+        backbone=str(tiny_backbone),
+        sources=["sms_spam", "mnli", "snli"],
+    )
+    assert skipped == {}
+    assert list(frame.columns) == ["target", "source", "predictor", "score"]
+    assert len(frame) == 2 * 2 * 2  # targets x (sources minus the target) x predictors
+    assert not (frame["target"] == frame["source"]).any()
+    ranked = api.rank(
+        "mnli", store=pool.store, backbone=str(tiny_backbone), sources=["sms_spam", "snli"]
+    )
+    got = frame[(frame.target == "mnli") & (frame.predictor == "tupate-lora")].set_index("source")
+    for row in ranked.itertuples():
+        assert got.loc[row.source, "score"] == pytest.approx(row.score)
+
+
+def test_predict_all_skips_what_the_pool_cannot_serve(pool, tiny_backbone):
+    frame, skipped = api.predict(
+        ["mnli"],
+        store=pool.store,
+        predictors="all",
+        backbone=str(tiny_backbone),
+        sources=["sms_spam", "mnli", "snli"],
+    )
+    assert "tupate-prefix" in skipped and "prefix" in skipped["tupate-prefix"]
+    assert "tupate-prefix" not in set(frame["predictor"])
+    assert {"tupate-lora", "tupate-bitfit", "ensemble", "datasize"} <= set(frame["predictor"])
+    assert frame.groupby("predictor").size().eq(2).all()  # no partial predictor rows
+
+
+def test_predict_errors(pool, tiny_backbone):
+    with pytest.raises(ValueError, match="no run"):
+        api.predict(["nope"], store=pool.store, backbone=str(tiny_backbone))
+    with pytest.raises(ValueError, match="prefix"):
+        api.predict(
+            ["mnli"],
+            store=pool.store,
+            predictors="tupate-prefix",
+            backbone=str(tiny_backbone),
+            sources=["snli"],
+        )

@@ -420,3 +420,56 @@ def _score_table(db: RunStore, names: list[str], scores) -> pd.DataFrame:
     )
     table.insert(2, "rank", range(1, len(table) + 1))
     return table
+
+
+def predict(
+    targets: list[str],
+    *,
+    store: str | os.PathLike | RunStore = "runs",
+    predictors: list[str] | str = "all",
+    checkpoint: str = "early",
+    backbone: str | None = None,
+    sources: list[str] | None = None,
+    data_dir: str | os.PathLike | None = None,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Long-form scores ``target, source, predictor, score`` (the exchange format that
+    ``taskscout evaluate`` reads) for several targets and predictors.
+
+    Sources default to every other task with a run on this backbone. With ``predictors="all"``
+    every registered predictor is tried and those the pool cannot serve (e.g. no prefix runs, no
+    task data for textemb) are skipped; the second return value maps each skipped predictor to
+    its reason. Named predictors that fail raise.
+    """
+    from taskscout.predictors import PREDICTORS, Pool, get_predictor
+
+    db = _open_store(store)
+    ref = resolve_backbone(backbone)
+    explicit = predictors != "all"
+    names = (
+        sorted(PREDICTORS)
+        if not explicit
+        else (predictors.split(",") if isinstance(predictors, str) else list(predictors))
+    )
+    every = sorted({r.task for r in db.find_runs(backbone=ref.backbone_id)})
+    unknown = [t for t in targets if t not in every]
+    if unknown:
+        raise ValueError(
+            f"target(s) {unknown} have no run in store {db.root} for backbone "
+            f"{ref.backbone_id!r}; tasks there: {every}"
+        )
+    pool = Pool(db, ref.backbone_id, checkpoint=_checkpoint(checkpoint), data_dir=data_dir)
+    rows, skipped = [], {}
+    for name in names:
+        scorer = get_predictor(name)
+        try:
+            for target in targets:
+                cands = [s for s in (sources or every) if s != target]
+                scored = scorer.score(target, cands, pool)
+                rows += [(target, s, name, float(scored[s])) for s in cands]
+        except Exception as exc:  # noqa: BLE001 - reported, never silent
+            if explicit:
+                raise
+            rows = [r for r in rows if r[2] != name]
+            skipped[name] = f"{type(exc).__name__}: {exc}"
+    frame = pd.DataFrame(rows, columns=["target", "source", "predictor", "score"])
+    return frame, skipped

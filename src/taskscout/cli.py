@@ -491,5 +491,39 @@ def evaluate(
         out.print(_table(df, title="per (predictor, target)"))
 
 
+@app.command()
+def predict(
+    targets: Annotated[str, typer.Option("--targets", help="Comma-separated target tasks.")],
+    store: Store = Path("runs"),
+    predictors: Annotated[
+        str, typer.Option("--predictors", help="Comma-separated predictor names, or 'all'.")
+    ] = "all",
+    checkpoint: Annotated[str, typer.Option(help="early | best (alias late)")] = "early",
+    backbone: Backbone = None,
+    data_dir: DataDir = None,
+    out_csv: Annotated[Path, typer.Option("--out", help="Long-form scores CSV to write.")] = Path(
+        "scores.csv"
+    ),
+) -> None:
+    """Score every source for several targets with several predictors (long-form CSV:
+    target,source,predictor,score), ready for `taskscout evaluate --scores`."""
+    from taskscout import api
+
+    frame, skipped = _guard(
+        api.predict,
+        [t for t in targets.split(",") if t],
+        store=store,
+        predictors=predictors,
+        checkpoint=checkpoint,
+        backbone=backbone,
+        data_dir=data_dir,
+    )
+    for name, reason in skipped.items():
+        console.print(f"[yellow]skipped {name}:[/yellow] {reason}")
+    frame.to_csv(out_csv, index=False)
+    used = sorted(frame["predictor"].unique()) if len(frame) else []
+    out.print(f"wrote {len(frame)} scores ({len(used)} predictors: {', '.join(used)}) to {out_csv}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
