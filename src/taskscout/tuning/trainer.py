@@ -8,6 +8,7 @@ Deterministic on CPU for a fixed seed and thread count: batch order comes from
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 import time
@@ -86,6 +87,7 @@ def _autocast(bf16: bool):
     return contextlib.nullcontext()
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU has native bf16 (AVX512-BF16 or AMX); emulated bf16 is far slower."""
     try:
