@@ -33,7 +33,12 @@ from taskscout.predictors.similarity import (
 from taskscout.store import EmbeddingRecord, RunRecord, RunStore
 from taskscout.tuning.methods import build_method, get_method
 from taskscout.tuning.model import TaskModel
-from taskscout.tuning.trainer import TrainConfig, cpu_has_fast_bf16, train_model
+from taskscout.tuning.trainer import (
+    TrainConfig,
+    cpu_has_fast_bf16,
+    resolve_device,
+    train_model,
+)
 from taskscout.util import set_torch_threads
 
 CHECKPOINT_ALIASES = {"early": "early", "best": "best", "late": "best"}
@@ -104,6 +109,7 @@ def tune(
     method_options: dict | None = None,
     threads: int | None = None,
     progress: bool = True,
+    device: str | None = None,
     **task_options,
 ) -> RunRecord:
     """Tune ``method`` on ``task`` over the frozen backbone and store the run.
@@ -113,6 +119,8 @@ def tune(
     :func:`taskscout.data.load_task`), ``hf:<dataset>``, or a loaded :class:`TaskData`.
     Returns the stored :class:`RunRecord` (dev scores per epoch in metric points x100, the loss
     curve, wall time, checkpoints ``early`` and ``best``).
+    ``device``: ``cpu`` (default, or $TASKSCOUT_DEVICE), ``cuda`` or ``auto``; recorded with the
+    run but not part of its id.
     """
     unknown = set(task_options) - set(TASK_OPTIONS)
     if unknown:
@@ -132,7 +140,10 @@ def tune(
         lr=lr,
         max_len=max_len,
         seed=seed,
-        bf16=cpu_has_fast_bf16() if bf16 is None else bf16,
+        # bf16 only where the CPU has it natively; fp32 on GPUs keeps runs comparable
+        bf16=(cpu_has_fast_bf16() and resolve_device(device).type == "cpu")
+        if bf16 is None
+        else bf16,
     )
     config = run_config(data, ref.backbone_id, method, method_options, train_config)
     run_id = RunStore.config_hash(config)
@@ -164,6 +175,7 @@ def tune(
             pad_id=tokenizer.pad_token_id,
             progress=progress,
             description=f"{method} on {data.spec.name}",
+            device=device,
         )
     except Exception as exc:
         db.record_failure(record, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
@@ -179,6 +191,7 @@ def tune(
         **config,
         "backbone_location": ref.location,
         "timing": {"train_s": result.train_time_s, "eval_s": result.eval_time_s},
+        "device": str(resolve_device(device)),
     }
     db.put_task(
         data.spec.name, data.spec.to_dict(), data.fingerprint(), len(data.train), len(data.dev)

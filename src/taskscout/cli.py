@@ -161,6 +161,12 @@ def tune(
     metric: MetricOpt = None,
     as_json: Json = False,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device", envvar="TASKSCOUT_DEVICE", help="cpu (default), cuda or auto."
+        ),
+    ] = None,
 ) -> None:
     """Tune a PEFT method on a task over the frozen backbone; store early + best checkpoints."""
     from taskscout import api
@@ -174,6 +180,7 @@ def tune(
         data_dir=data_dir,
         backbone=backbone,
         progress=not no_progress,
+        device=device,
         **_tune_kwargs(max_train, max_dev, epochs, early_epochs, seed, batch_size, lr, max_len),
         **_task_options(
             type_,

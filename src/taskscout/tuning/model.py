@@ -68,7 +68,12 @@ class TaskModel(nn.Module):
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """``method.<name>`` for the method's tuned parameters, ``head.<name>`` for the head."""
         state = {f"method.{k}": v for k, v in self.method.tuned_state().items()}
-        state.update({f"head.{k}": v.detach().clone() for k, v in self.head.state_dict().items()})
+        state.update(
+            {
+                f"head.{k}": v.detach().to("cpu", copy=True)
+                for k, v in self.head.state_dict().items()
+            }
+        )
         return state
 
     def load_trainable_state(self, state: dict[str, torch.Tensor], *, head: bool = True) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -81,10 +82,35 @@ class TrainResult:
         return self.dev_scores[self.best_epoch - 1]
 
 
-def _autocast(bf16: bool):
+def _autocast(bf16: bool, device: torch.device | str = "cpu"):
     if bf16:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """The torch device to train on: ``device`` if given, else $TASKSCOUT_DEVICE, else ``cpu``.
+
+    ``"auto"`` picks ``cuda`` when a GPU is visible. Results on a GPU are not bit-identical to
+    CPU results (the device is recorded with every run, not hashed into its id).
+    """
+    name = device or os.environ.get("TASKSCOUT_DEVICE") or "cpu"
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU")
+    return dev
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 @functools.lru_cache(maxsize=1)
@@ -108,18 +134,20 @@ def predict(
     model.eval()
     spec = model.spec
     out: list = [None] * len(split)
+    device = _device_of(model)
     for idx in sorted_batches(split.lengths, batch_size):
-        batch = collate(split, idx, pad_id)
-        with _autocast(bf16):
-            logits = model(batch).float()
+        batch = _to(collate(split, idx, pad_id), device)
+        with _autocast(bf16, device):
+            logits = model(batch).float().cpu()
         if spec.type is TaskType.REGRESSION:
             values = logits.tolist()
         elif spec.type is TaskType.TOKEN_CLASSIFICATION:
             best = logits.argmax(-1)
+            split_labels = batch["labels"].cpu().tolist()
             values = [
                 [
                     spec.labels[t]
-                    for t, g in zip(best[r].tolist(), batch["labels"][r].tolist(), strict=True)
+                    for t, g in zip(best[r].tolist(), split_labels[r], strict=True)
                     if g != IGNORE_INDEX
                 ]
                 for r in range(len(idx))
@@ -177,11 +205,17 @@ def train_model(
     pad_id: int,
     progress: bool = True,
     description: str = "tuning",
+    device: torch.device | str | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place on ``train``; evaluate on ``dev`` after every epoch."""
+    """Train ``model`` in place on ``train``; evaluate on ``dev`` after every epoch.
+
+    ``device`` (see :func:`resolve_device`; default CPU) is where the model is moved for
+    training; checkpoint states are always CPU tensors."""
     if len(train) == 0 or len(dev) == 0:
         raise ValueError("train and dev splits must not be empty")
     lr = config.lr if config.lr is not None else model.method.default_lr
+    device = resolve_device(str(device) if device is not None else None)
+    model.to(device)
     torch.manual_seed(config.seed)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -208,8 +242,8 @@ def train_model(
                 train.lengths, config.batch_size, random.Random(config.seed * 1000 + epoch)
             )
             for idx in batches:
-                batch = collate(train, idx, pad_id)
-                with _autocast(config.bf16):
+                batch = _to(collate(train, idx, pad_id), device)
+                with _autocast(config.bf16, device):
                     logits = model(batch)
                 loss = model.loss(logits, batch["labels"])
                 if not torch.isfinite(loss):

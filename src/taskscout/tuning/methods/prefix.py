@@ -61,7 +61,8 @@ class PrefixMethod(TuningMethod):
     def prefixes(self) -> torch.Tensor:
         """Key/value prefixes after reparametrisation, shape (num_layers, 2, L, H)."""
         encoder = self.peft.prompt_encoder["default"]
-        tokens = torch.arange(self.config.num_virtual_tokens)
+        device = next(encoder.parameters()).device
+        tokens = torch.arange(self.config.num_virtual_tokens, device=device)
         out = encoder(tokens.unsqueeze(0)).squeeze(0)  # (L, layers * 2 * H), peft's layout
         out = out.view(self.config.num_virtual_tokens, self.num_layers, 2, self.hidden_size)
         return out.permute(1, 2, 0, 3)
