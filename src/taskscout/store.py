@@ -2,7 +2,7 @@
 
 Layout::
 
-    <root>/store.sqlite              tasks, runs, checkpoints, embeddings (+ meta.schema_version)
+    <root>/store.sqlite              tasks, runs, checkpoints, embeddings, transfers (+ meta)
     <root>/tensors/<run_id>-<kind>.safetensors       trainable parameters of one checkpoint
     <root>/tensors/emb-<embedding_id>.safetensors    one task embedding (tensor key "embedding")
 
@@ -51,7 +51,7 @@ __all__ = [
     "StoreError",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "store.sqlite"
 TENSOR_DIR = "tensors"
 CHECKPOINT_KINDS: tuple[str, ...] = ("early", "best")
@@ -203,7 +203,40 @@ _SCHEMA_V1 = (
 )
 
 # version -> statements that bring a store from version-1 to version. Append, never edit.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1}
+# v2: measured transfers (taskscout.transfer); ``file`` holds the target's tuned state if kept.
+_SCHEMA_V2 = (
+    """
+    CREATE TABLE transfers (
+        transfer_id     TEXT PRIMARY KEY,
+        source_run_id   TEXT NOT NULL,
+        source_task     TEXT NOT NULL,
+        target          TEXT NOT NULL,
+        backbone        TEXT NOT NULL,
+        method          TEXT NOT NULL,
+        seed            INTEGER NOT NULL,
+        config_hash     TEXT NOT NULL,      -- the target's tuning config = its no-transfer run id
+        settings_hash   TEXT NOT NULL,      -- the tuning settings the whole matrix shares
+        checkpoint      TEXT NOT NULL,      -- source checkpoint used: early | best
+        status          TEXT NOT NULL CHECK (status IN ('complete', 'failed')),
+        score           REAL,               -- target dev score at its best epoch, metric x100
+        baseline_run_id TEXT NOT NULL,
+        best_epoch      INTEGER,
+        dev_scores      TEXT NOT NULL,      -- JSON list, metric x100 per epoch
+        wall_time_s     REAL NOT NULL,
+        examples_seen   INTEGER NOT NULL,
+        device          TEXT,
+        config          TEXT NOT NULL,      -- JSON
+        file            TEXT UNIQUE,
+        sha256          TEXT,
+        error           TEXT,
+        created_at      TEXT NOT NULL,
+        UNIQUE (source_run_id, config_hash, seed, checkpoint)
+    )
+    """,
+    "CREATE INDEX transfers_lookup ON transfers (method, backbone, target, status)",
+)
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
 # --------------------------------------------------------------------------------------------
@@ -855,7 +888,8 @@ class RunStore:
             referenced = {
                 (self.root / r[0]).resolve()
                 for r in conn.execute(
-                    "SELECT file FROM checkpoints UNION SELECT file FROM embeddings"
+                    "SELECT file FROM checkpoints UNION SELECT file FROM embeddings "
+                    "UNION SELECT file FROM transfers WHERE file IS NOT NULL"
                 )
             }
             for path in sorted(self.tensor_dir.iterdir()):

@@ -1,6 +1,12 @@
 """Tuning methods, one module each; importing this package fills the registry."""
 
-from taskscout.tuning.methods import bitfit, lora, prefix, prompt  # noqa: F401  (registration)
+from taskscout.tuning.methods import (  # noqa: F401  (registration)
+    bitfit,
+    full,
+    lora,
+    prefix,
+    prompt,
+)
 from taskscout.tuning.methods.base import (
     METHODS,
     MethodConfig,

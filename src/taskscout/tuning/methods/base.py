@@ -105,7 +105,7 @@ def register(cls: type[TuningMethod]) -> type[TuningMethod]:
 
 
 def get_method(name: str) -> type[TuningMethod]:
-    """The method class registered as ``name`` (lora, bitfit, prefix, prompt)."""
+    """The method class registered as ``name`` (lora, bitfit, prefix, prompt, full)."""
     try:
         return METHODS[name]
     except KeyError:
