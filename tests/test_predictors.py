@@ -108,7 +108,7 @@ def test_registry_names_and_unknown_name():
     expected = {f"tupate-{m}" for m in ("lora", "bitfit", "prefix", "prompt")}
     expected |= {f"prompt-{m}" for m in pm.PROMPT_METRICS}
     expected |= {"ensemble", "ensemble-rank", "datasize", "random", "curvegrad"}
-    expected |= {"textemb", "taskemb", "logme"}
+    expected |= {"textemb", "taskemb", "logme", "affinity"}
     assert set(PREDICTORS) == expected
     for name in expected:
         predictor = get_predictor(name)

@@ -2,7 +2,8 @@
 
 Names: ``tupate-{lora,bitfit,prefix,prompt}``, ``prompt-{mean,token}-{manhattan,euclidean,cosine}``,
 ``ensemble``, ``ensemble-rank``, ``datasize``, ``random``, ``curvegrad``, ``textemb``,
-``taskemb``, ``logme`` (see each module). Higher score = predicted more helpful.
+``taskemb``, ``logme`` (see each module), ``affinity`` (a learned scorer,
+:mod:`taskscout.affinity`; needs ``scorer=DIR``). Higher score = predicted more helpful.
 """
 
 from taskscout.predictors import baselines, ensemble, prompt_metrics  # noqa: F401  (registration)
@@ -14,5 +15,7 @@ from taskscout.predictors.base import (
     TupatePredictor,
     get_predictor,
 )
+
+from taskscout.affinity import predictor as _affinity  # noqa: E402,F401  (registration)
 
 __all__ = ["PREDICTORS", "Pool", "Predictor", "Scores", "TupatePredictor", "get_predictor"]

@@ -1,0 +1,72 @@
+"""The ``affinity`` predictor: a fitted affinity scorer as a source-ranking predictor.
+
+``get_predictor("affinity", scorer="scorer/").score(target, sources, pool)`` returns the
+predicted gain of each source in metric points (higher = more helpful); ``scores.info["std"]``
+maps each source to the ensemble's standard deviation (NaN for a single scorer). The pool must
+match what the scorer was trained with (backbone, method, checkpoint, embedding shape):
+otherwise :class:`~taskscout.predictors.similarity.IncompatibleEmbeddingError`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from taskscout.predictors.base import Pool, Scores, _check_sources, register
+
+
+@dataclass
+class AffinityPredictor:
+    """``scorer``: a scorer folder (``taskscout affinity fit --out``) or a fitted
+    :class:`~taskscout.affinity.ensemble.AffinityModel`."""
+
+    scorer: str | os.PathLike | object | None = None
+    name: str = "affinity"
+    _model: object = field(default=None, repr=False)
+
+    def model(self, pool: Pool):
+        if self._model is None:
+            if self.scorer is None:
+                raise ValueError(
+                    "the affinity predictor needs a fitted scorer: pass scorer=DIR "
+                    "(CLI: --scorer DIR; fit one with `taskscout affinity fit`)"
+                )
+            if isinstance(self.scorer, (str, os.PathLike)):
+                from taskscout.affinity.io import load_model, read_scorer_config
+
+                config, info = read_scorer_config(self.scorer)
+                location = None
+                if config.kind == "backbone":
+                    if info.backbone != pool.backbone:
+                        from taskscout.predictors.similarity import IncompatibleEmbeddingError
+
+                        raise IncompatibleEmbeddingError(
+                            f"scorer {Path(self.scorer)} was trained on backbone "
+                            f"{info.backbone!r} but the pool uses {pool.backbone!r}"
+                        )
+                    location = pool.backbone_location()
+                self._model = load_model(self.scorer, backbone_location=location)
+            else:
+                self._model = self.scorer
+        return self._model
+
+    def score(self, target: str, sources: list[str], pool: Pool) -> Scores:
+        from taskscout.affinity.data import EmbeddingSet
+
+        names = _check_sources(target, sources)
+        model = self.model(pool)
+        emb = EmbeddingSet.from_pool(pool, model.info.method, [target, *names])
+        mean, std = model.predict([target] * len(names), names, emb)
+        return Scores(
+            zip(names, mean.tolist(), strict=True),
+            {
+                "std": dict(zip(names, std.tolist(), strict=True)),
+                "kind": model.config.kind,
+                "method": model.info.method,
+                "unit": "metric points",
+            },
+        )
+
+
+register("affinity", lambda **kw: AffinityPredictor(**kw))
