@@ -69,7 +69,7 @@ def test_tune_stores_a_complete_run_with_early_and_best_checkpoints(pool_store, 
         assert {k.split(".")[0] for k in state} == {"method", "head"}
         assert sum(t.numel() for t in state.values()) == ckpt.num_params
     # the run id is the hash of the configuration (location and timings are not hashed)
-    hashed = {k: v for k, v in run.config.items() if k not in ("backbone_location", "timing")}
+    hashed = {k: v for k, v in run.config.items() if k not in ("backbone_location", "timing", "device")}
     assert run.run_id == RunStore.config_hash(hashed)
     assert run.config["train"]["lr"] == 1e-3  # the method's default, made explicit
     with RunStore(root) as db:
@@ -168,7 +168,7 @@ def test_rank_over_a_pool(pool_store, tiny_backbone):
     only = api.rank("mnli", store=root, backbone=str(tiny_backbone), sources=["copa", "mnli"])
     assert only["source"].tolist() == ["copa"] and only["rank"].tolist() == [1]
     with pytest.raises(ValueError, match="target 'qnli' has no lora run"):
-        api.rank("qnli", store=root, backbone=str(tiny_backbone))
+        api.rank("qnli", store=root, backbone=str(tiny_backbone), tune_target=False)
     with pytest.raises(
         ValueError, match=r"no lora embedding in the store for source\(s\) \['qnli'"
     ):
@@ -186,7 +186,7 @@ def test_rank_refuses_sources_of_another_backbone(tmp_path, tiny_backbone, tiny_
         api.rank("mnli", store=tmp_path, backbone=str(tiny_backbone), sources=["snli"])
     # the other backbone's pool has no mnli: never a silent cross-backbone number
     with pytest.raises(ValueError, match="target 'mnli' has no lora run"):
-        api.rank("mnli", store=tmp_path, backbone=str(tiny_backbone_h48))
+        api.rank("mnli", store=tmp_path, backbone=str(tiny_backbone_h48), tune_target=False)
 
 
 def test_rank_refuses_embeddings_of_other_dimensions(tmp_path, tiny_backbone):

@@ -22,13 +22,12 @@ import torch
 
 from taskscout.backbone import load_backbone, resolve_backbone
 from taskscout.data import TaskData, load_task
-from taskscout.embeddings.tupate import as_vector, method_embedding
+from taskscout.embeddings.tupate import method_embedding
 from taskscout.encode import encode_task
 from taskscout.predictors.similarity import (
     EmbeddingKey,
     IncompatibleEmbeddingError,
     check_compatible,
-    cosine_scores,
 )
 from taskscout.store import EmbeddingRecord, RunRecord, RunStore
 from taskscout.tuning.methods import build_method, get_method
@@ -342,10 +341,114 @@ def pool_embeddings(
     return out
 
 
-def rank(
-    target: str,
+TUNE_OPTIONS = (
+    "max_train",
+    "max_dev",
+    "seed",
+    "epochs",
+    "early_epochs",
+    "batch_size",
+    "lr",
+    "max_len",
+    "bf16",
+    "method_options",
+    "device",
+)
+
+
+def _store_or_pool(store, pool) -> RunStore:
+    """The run store given as ``store=`` or its alias ``pool=`` (default ``runs``)."""
+    if store is not None and pool is not None:
+        same = (
+            isinstance(store, RunStore | str | os.PathLike)
+            and isinstance(pool, RunStore | str | os.PathLike)
+            and _open_store(store).root == _open_store(pool).root
+        )
+        if not same:
+            raise ValueError("give the pool directory once: store= or pool= (an alias), not both")
+    return _open_store(store if store is not None else pool if pool is not None else "runs")
+
+
+def _methods_for(predictor: str, method: str, db: RunStore, backbone_id: str) -> list[str]:
+    """The tuning methods whose run of the target ``predictor`` reads."""
+    from taskscout.predictors.base import TUPATE_METHODS
+
+    if predictor == "tupate":
+        return [method]
+    if predictor.startswith("prompt-"):
+        return ["prompt"]
+    if predictor.startswith("ensemble"):
+        rows = db.conn.execute(
+            "SELECT DISTINCT method FROM runs WHERE backbone = ? AND status = 'complete'",
+            (backbone_id,),
+        ).fetchall()
+        present = [m for m in TUPATE_METHODS if m in {r[0] for r in rows}]
+        return present or [method]
+    return [method]
+
+
+def _ensure_target(
+    db: RunStore,
+    target: str | os.PathLike,
+    methods: list[str],
     *,
-    store: str | os.PathLike | RunStore = "runs",
+    backbone: str | None,
+    data_dir,
+    allow_tune: bool,
+    progress: bool,
+    threads: int | None,
+    options: dict,
+) -> tuple[str, dict[str, RunRecord], TaskData | None]:
+    """(task name, method -> run of the target, loaded TaskData or None), tuning the target for
+    every method of ``methods`` the store has no run of (or, with tuning or task options, whose
+    run with exactly those options is missing; :func:`tune` is a no-op for a stored config)."""
+    text = str(target)
+    is_path = not text.startswith("hf:") and Path(text).expanduser().exists()
+    if is_path and "type" not in options:
+        raise ValueError(
+            f"target {text!r} is a data file or folder: give its task type (--type / type=: "
+            "classification, pair_classification, regression, token_classification, "
+            "multiple_choice) and its columns (--text-col, --label-col, ...) so it can be "
+            "tuned before ranking"
+        )
+    ref = resolve_backbone(backbone)
+    runs: dict[str, RunRecord] = {}
+    if not is_path and not text.startswith("hf:") and not options:
+        for m in methods:
+            run = _pick_run(db, text, m, ref.backbone_id, None)
+            if run is not None:
+                runs[m] = run
+        if len(runs) == len(methods):
+            return text, runs, None
+    todo = [m for m in methods if m not in runs]
+    if not allow_tune:
+        raise ValueError(
+            f"target {text!r} has no {'/'.join(todo)} run in store {db.root} for backbone "
+            f"{ref.backbone_id!r}; run `taskscout tune {text} --method {todo[0]}` first "
+            "(or let rank tune it)"
+        )
+    task_opts = {k: v for k, v in options.items() if k in TASK_OPTIONS}
+    load_opts = {k: options[k] for k in ("max_train", "max_dev", "seed") if k in options}
+    data = load_task(target, data_dir=data_dir, **load_opts, **task_opts)
+    tune_opts = {k: v for k, v in options.items() if k not in TASK_OPTIONS}
+    for m in todo:
+        runs[m] = tune(
+            data,
+            method=m,
+            store=db,
+            backbone=backbone,
+            progress=progress,
+            threads=threads,
+            **tune_opts,
+        )
+    return data.spec.name, runs, data
+
+
+def rank(
+    target: str | os.PathLike,
+    *,
+    store: str | os.PathLike | RunStore | None = None,
+    pool: str | os.PathLike | RunStore | None = None,
     method: str = "lora",
     checkpoint: str = "early",
     layer_reduce: str = "mean",
@@ -353,48 +456,123 @@ def rank(
     sources: list[str] | None = None,
     predictor: str = "tupate",
     data_dir: str | os.PathLike | None = None,
+    tune_target: bool = True,
+    progress: bool = True,
+    threads: int | None = None,
+    scorer: str | os.PathLike | None = None,
+    **options,
 ) -> pd.DataFrame:
-    """Rank the pool's source tasks for ``target`` by cosine similarity of TuPaTE vectors.
+    """Rank the pool's source tasks for ``target``; returns a DataFrame with columns
+    ``source, score, rank, num_train, family`` sorted by descending score (rank 1 = predicted
+    most helpful). With ``predictor="affinity"``, ``scorer`` is the folder of a fitted affinity
+    scorer (``taskscout affinity fit``): ``score`` is the predicted gain in metric points and a
+    ``std`` column holds the ensemble's standard deviation.
 
-    ``target`` must already have a run in the store (see :func:`embed`). Returns a DataFrame with
-    columns ``source, score, rank, num_train, family`` sorted by descending score (rank 1 = most
-    similar). Raises if any source embedding is incompatible with the target's.
+    ``target``: a task with a run in the store (``store=``, alias ``pool=``; default ``runs``),
+    a catalog task (``data_dir``), ``hf:<dataset>`` or a data file/folder (``type=`` and column
+    options as for :func:`tune`). If the store has no run of the target for the method(s) the
+    predictor reads, the target is tuned first with ``options`` (tuning options of :func:`tune`
+    such as ``max_train``, ``epochs``; task options such as ``type``, ``text_col``) and a
+    progress bar; ``tune_target=False`` makes that an error instead.
 
-    ``predictor``: ``"tupate"`` (default: ``tupate-<method>``) or any name of
-    :data:`taskscout.predictors.PREDICTORS`; the other predictors score the given ``sources``,
-    default every other task with a run on this backbone. ``data_dir`` is where predictors
-    that read task data (textemb, taskemb, logme) find it.
+    ``predictor``: ``"tupate"`` (cosine of ``method`` TuPaTE vectors, the default),
+    ``"tupate-<method>"``, or any name of :data:`taskscout.predictors.PREDICTORS`. TuPaTE
+    ranking reads the packed pool matrix (:mod:`taskscout.embeddings.packed`, built once per
+    set of stored embeddings) and scores all sources in one chunked matrix-vector product.
+    Other predictors score the given ``sources``, default every other task with a run on this
+    backbone; ``data_dir`` is where predictors that read task data (textemb, taskemb, logme)
+    find it. Embeddings of other backbones, methods or shapes are refused
+    (:class:`IncompatibleEmbeddingError`), never compared.
     """
-    db = _open_store(store)
-    ref = resolve_backbone(backbone)
-    if predictor.startswith("tupate-") and predictor.removeprefix("tupate-") == method:
-        predictor = "tupate"
-    if predictor != "tupate":
-        from taskscout.predictors import Pool, get_predictor
+    from taskscout.predictors import Pool, get_predictor
+    from taskscout.predictors.base import TUPATE_METHODS
 
-        scorer = get_predictor(predictor)
-        pool = Pool(
-            db, ref.backbone_id, checkpoint=checkpoint, layer_reduce=layer_reduce, data_dir=data_dir
+    unknown = set(options) - set(TASK_OPTIONS) - set(TUNE_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown option(s) {sorted(unknown)}")
+    options = {k: v for k, v in options.items() if v is not None}
+    if predictor.startswith("tupate-") and predictor.removeprefix("tupate-") in TUPATE_METHODS:
+        method, predictor = predictor.removeprefix("tupate-"), "tupate"
+    if predictor == "affinity" and scorer is not None:  # the target needs the scorer's method
+        from taskscout.affinity.io import read_scorer_config
+
+        method = read_scorer_config(scorer)[1].method
+    predictor_options = {"scorer": scorer} if scorer is not None else {}
+    scorer = (  # the predictor object from here on; unknown name: ValueError
+        None if predictor == "tupate" else get_predictor(predictor, **predictor_options)
+    )
+    get_method(method)  # unknown method: ValueError before any work
+    checkpoint = _checkpoint(checkpoint)
+    db = _store_or_pool(store, pool)
+    ref = resolve_backbone(backbone)
+    name, runs, data = _ensure_target(
+        db,
+        target,
+        _methods_for(predictor, method, db, ref.backbone_id),
+        backbone=backbone,
+        data_dir=data_dir,
+        allow_tune=tune_target,
+        progress=progress,
+        threads=threads,
+        options=options,
+    )
+    if scorer is not None:
+        pool_ = Pool(
+            db,
+            ref.backbone_id,
+            checkpoint=checkpoint,
+            layer_reduce=layer_reduce,
+            data_dir=data_dir,
+            tasks={name: data} if data is not None else {},
         )
         every = sorted({r.task for r in db.find_runs(backbone=ref.backbone_id)})
-        names = [s for s in (sources or every) if s != target]
-        scored = scorer.score(target, names, pool)
-        return _score_table(db, names, [scored[s] for s in names])
-    pool = pool_embeddings(
+        names = [s for s in (sources or every) if s != name]
+        scored = scorer.score(name, names, pool_)
+        table = _score_table(db, names, [scored[s] for s in names])
+        if "std" in getattr(scored, "info", {}):  # learned scorers: uncertainty per source
+            table.insert(2, "std", table["source"].map(scored.info["std"]))
+        return table
+    return _rank_packed(
+        db, name, runs[method], ref.backbone_id, sources, checkpoint, layer_reduce, progress
+    )
+
+
+def _rank_packed(
+    db: RunStore,
+    target: str,
+    run: RunRecord,
+    backbone_id: str,
+    sources: list[str] | None,
+    checkpoint: str,
+    layer_reduce: str,
+    progress: bool,
+) -> pd.DataFrame:
+    """TuPaTE cosine ranking of ``run``'s embedding against the packed pool of its method."""
+    from taskscout.embeddings.packed import cosine_to_pool, packed_pool
+
+    method = run.method
+    t = embedding_of_run(db, run, checkpoint, layer_reduce)
+    packed = packed_pool(
         db,
         method=method,
-        backbone=ref.backbone_id,
+        backbone=backbone_id,
         checkpoint=checkpoint,
         layer_reduce=layer_reduce,
+        shape=tuple(t.tensor.shape),
+        progress=progress,
     )
-    if target not in pool:
-        raise ValueError(
-            f"target {target!r} has no {method} run in store {db.root}; "
-            f"run `taskscout embed {target} --method {method}` first"
+    names = [s for s in (sources or [*packed.tasks, *packed.excluded]) if s != target]
+    index = packed.index_of()
+    missing = [s for s in names if s not in index]
+    if missing:  # of another shape (refused), another backbone (refused), or absent
+        check_compatible(
+            t.key,
+            [
+                (s, EmbeddingKey(backbone_id, method, t.layer_reduce, packed.excluded[s]))
+                for s in missing
+                if s in packed.excluded
+            ],
         )
-    names = [s for s in (sources or sorted(pool)) if s != target]
-    missing = [s for s in names if s not in pool]
-    if missing:
         elsewhere = {
             s: sorted({r.backbone for r in db.find_runs(task=s, method=method)}) for s in missing
         }
@@ -402,30 +580,29 @@ def rank(
         if elsewhere:  # comparing across backbones is an error, not a silent omission
             raise IncompatibleEmbeddingError(
                 f"cannot compare embeddings of different backbones: the target {target!r} uses "
-                f"backbone {ref.backbone_id!r}, but source(s) have {method} runs only for "
+                f"backbone {backbone_id!r}, but source(s) have {method} runs only for "
                 f"{elsewhere}; tune them with this backbone"
             )
         raise ValueError(f"no {method} embedding in the store for source(s) {missing}")
     if not names:
         raise ValueError("the pool holds no source task besides the target")
-    t = pool[target]
-    check_compatible(t.key, [(s, pool[s].key) for s in names])
-    scores = cosine_scores(
-        as_vector(t.tensor), torch.stack([as_vector(pool[s].tensor) for s in names])
-    )
-    return _score_table(db, names, scores.numpy())
+    scores = cosine_to_pool(packed, t.tensor)
+    return _score_table(db, names, scores[[index[s] for s in names]])
 
 
 def _score_table(db: RunStore, names: list[str], scores) -> pd.DataFrame:
     """The ranking table of :func:`rank`: sources sorted by descending score, rank 1 first."""
-    tasks = {row["name"]: row for row in db.list_tasks()}
+    rows = db.conn.execute(  # two fields of every task, without parsing each spec in Python
+        "SELECT name, num_train, json_extract(spec, '$.family') FROM tasks"
+    ).fetchall()
+    tasks = {name: (num_train, family) for name, num_train, family in rows}
     table = (
         pd.DataFrame(
             {
                 "source": names,
                 "score": scores,
-                "num_train": [tasks.get(s, {}).get("num_train") for s in names],
-                "family": [(tasks.get(s, {}).get("spec") or {}).get("family") for s in names],
+                "num_train": [tasks.get(s, (None, None))[0] for s in names],
+                "family": [tasks.get(s, (None, None))[1] for s in names],
             }
         )
         .sort_values("score", ascending=False, kind="stable")
@@ -444,6 +621,8 @@ def predict(
     backbone: str | None = None,
     sources: list[str] | None = None,
     data_dir: str | os.PathLike | None = None,
+    predictor_options: dict[str, dict] | None = None,
+    tasks: dict[str, TaskData] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Long-form scores ``target, source, predictor, score`` (the exchange format that
     ``taskscout evaluate`` reads) for several targets and predictors.
@@ -451,7 +630,9 @@ def predict(
     Sources default to every other task with a run on this backbone. With ``predictors="all"``
     every registered predictor is tried and those the pool cannot serve (e.g. no prefix runs, no
     task data for textemb) are skipped; the second return value maps each skipped predictor to
-    its reason. Named predictors that fail raise.
+    its reason. Named predictors that fail raise. ``predictor_options`` maps a predictor name to
+    keyword arguments of its constructor (e.g. ``{"logme": {"max_examples": 200}}``).
+    ``tasks``: already loaded task data by name, used instead of loading from ``data_dir``.
     """
     from taskscout.predictors import PREDICTORS, Pool, get_predictor
 
@@ -470,10 +651,16 @@ def predict(
             f"target(s) {unknown} have no run in store {db.root} for backbone "
             f"{ref.backbone_id!r}; tasks there: {every}"
         )
-    pool = Pool(db, ref.backbone_id, checkpoint=_checkpoint(checkpoint), data_dir=data_dir)
+    pool = Pool(
+        db,
+        ref.backbone_id,
+        checkpoint=_checkpoint(checkpoint),
+        data_dir=data_dir,
+        tasks=dict(tasks or {}),
+    )
     rows, skipped = [], {}
     for name in names:
-        scorer = get_predictor(name)
+        scorer = get_predictor(name, **(predictor_options or {}).get(name, {}))
         try:
             for target in targets:
                 cands = [s for s in (sources or every) if s != target]

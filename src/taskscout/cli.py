@@ -24,6 +24,9 @@ app = typer.Typer(
 out = Console() if sys.stdout.isatty() else Console(width=160)
 
 Store = Annotated[Path, typer.Option("--store", help="Run store directory.")]
+PoolStore = Annotated[
+    Path, typer.Option("--store", "--pool", help="Run store directory (the pool of sources).")
+]
 DataDir = Annotated[
     Path | None,
     typer.Option(
@@ -292,24 +295,62 @@ def embed(
 
 @app.command()
 def rank(
-    target: Annotated[str, typer.Argument(help="Target task (must have a run in the store).")],
-    store: Store = Path("runs"),
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="Target: a task with a run in the store, a catalog task, hf:<name>, or a data "
+            "file/folder (with --type and columns). Tuned first if the store has no run of it."
+        ),
+    ],
+    store: PoolStore = Path("runs"),
     predictor: Annotated[
         str,
         typer.Option(
-            help="tupate (cosine of --method TuPaTE vectors), ensemble, ensemble-rank, "
-            "prompt-{mean,token}-{manhattan,euclidean,cosine}, datasize, curvegrad, "
-            "textemb, taskemb, logme, random"
+            help="tupate (cosine of --method TuPaTE vectors), tupate-{lora,bitfit,prefix,prompt}, "
+            "ensemble, ensemble-rank, prompt-{mean,token}-{manhattan,euclidean,cosine}, "
+            "datasize, curvegrad, textemb, taskemb, logme, random"
         ),
     ] = "tupate",
     method: Method = "lora",
     checkpoint: Annotated[str, typer.Option(help="early | best (alias late)")] = "early",
     backbone: Backbone = None,
     data_dir: DataDir = None,
+    max_train: Annotated[int | None, typer.Option(help="Tuning a new target: subsample.")] = None,
+    max_dev: int | None = None,
+    epochs: int | None = None,
+    early_epochs: int | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    max_len: int | None = None,
+    type_: TypeOpt = None,
+    text_col: TextCol = None,
+    text_pair_col: TextPairCol = None,
+    label_col: LabelCol = None,
+    tokens_col: TokensCol = None,
+    tags_col: TagsCol = None,
+    choices_col: ChoicesCol = None,
+    dev_file: DevFile = None,
+    metric: MetricOpt = None,
+    no_tune: Annotated[
+        bool, typer.Option("--no-tune", help="Fail instead of tuning a target the store lacks.")
+    ] = False,
+    threads: Annotated[
+        int | None, typer.Option(help="torch threads when tuning (default: all cores).")
+    ] = None,
     as_json: Json = False,
-    csv: Annotated[Path | None, typer.Option("--csv", help="Also write the table here.")] = None,
+    csv: Annotated[
+        str | None,
+        typer.Option("--csv", help="Also write the table as CSV to this path ('-': stdout only)."),
+    ] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    scorer: Annotated[
+        Path | None,
+        typer.Option("--scorer", help="--predictor affinity: folder of a fitted scorer."),
+    ] = None,
 ) -> None:
-    """Rank the store's source tasks for TARGET (default: cosine of TuPaTE vectors)."""
+    """Rank the store's source tasks for TARGET (default: cosine of TuPaTE vectors): table of
+    source, score, rank, num_train, family (or --json / --csv)."""
     from taskscout import api
 
     df = _guard(
@@ -321,7 +362,26 @@ def rank(
         backbone=backbone,
         predictor=predictor,
         data_dir=data_dir,
+        tune_target=not no_tune,
+        progress=not no_progress,
+        threads=threads,
+        scorer=scorer,
+        **_tune_kwargs(max_train, max_dev, epochs, early_epochs, seed, batch_size, lr, max_len),
+        **_task_options(
+            type_,
+            text_col,
+            text_pair_col,
+            label_col,
+            tokens_col,
+            tags_col,
+            choices_col,
+            dev_file,
+            metric,
+        ),
     )
+    if csv == "-":
+        sys.stdout.write(df.to_csv(index=False))
+        return
     if csv:
         df.to_csv(csv, index=False)
     name = f"tupate-{method}" if predictor == "tupate" else predictor
@@ -501,7 +561,7 @@ def evaluate(
 @app.command()
 def predict(
     targets: Annotated[str, typer.Option("--targets", help="Comma-separated target tasks.")],
-    store: Store = Path("runs"),
+    store: PoolStore = Path("runs"),
     predictors: Annotated[
         str, typer.Option("--predictors", help="Comma-separated predictor names, or 'all'.")
     ] = "all",
@@ -531,6 +591,13 @@ def predict(
     used = sorted(frame["predictor"].unique()) if len(frame) else []
     out.print(f"wrote {len(frame)} scores ({len(used)} predictors: {', '.join(used)}) to {out_csv}")
 
+
+from taskscout.cli_transfer import register as _register_transfer  # noqa: E402
+
+_register_transfer(app)  # taskscout transfer / gains
+from taskscout.cli_affinity import app as _affinity_app  # noqa: E402
+
+app.add_typer(_affinity_app, name="affinity")  # taskscout affinity fit / evaluate
 
 if __name__ == "__main__":  # pragma: no cover
     app()
