@@ -68,8 +68,9 @@ def test_tune_stores_a_complete_run_with_early_and_best_checkpoints(pool_store, 
         state = load_file(str(root / ckpt.file))
         assert {k.split(".")[0] for k in state} == {"method", "head"}
         assert sum(t.numel() for t in state.values()) == ckpt.num_params
-    # the run id is the hash of the configuration (location and timings are not hashed)
-    hashed = {k: v for k, v in run.config.items() if k not in ("backbone_location", "timing", "device")}
+    # the run id is the hash of the configuration (location, timings, device are not hashed)
+    unhashed = ("backbone_location", "timing", "device")
+    hashed = {k: v for k, v in run.config.items() if k not in unhashed}
     assert run.run_id == RunStore.config_hash(hashed)
     assert run.config["train"]["lr"] == 1e-3  # the method's default, made explicit
     with RunStore(root) as db:

@@ -166,9 +166,7 @@ def tune(
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
     device: Annotated[
         str | None,
-        typer.Option(
-            "--device", envvar="TASKSCOUT_DEVICE", help="cpu (default), cuda or auto."
-        ),
+        typer.Option("--device", envvar="TASKSCOUT_DEVICE", help="cpu (default), cuda or auto."),
     ] = None,
 ) -> None:
     """Tune a PEFT method on a task over the frozen backbone; store early + best checkpoints."""

@@ -10,11 +10,12 @@ Conventions shared by all metrics
 * Inputs are converted with ``numpy.asarray(dtype=float)``; they must be 1-D, of equal length,
   hold at least one source and be finite (NaN or +-inf raise ``ValueError`` naming the argument).
 * Ties are exact float equality.
-* **Ties in scores** (a predictor that cannot separate some sources): ``rank_of_best`` is
-  optimistic by default (DESIGN: "the best position among the tied"; ``ties=`` selects
-  ``"average"`` or ``"pessimistic"`` instead). Every other rank metric (``ndcg_*``,
-  ``regret_at_k``, ``gain_at_k``) returns its **exact expectation over uniformly random
-  tie-breaking** inside each group of tied scores. ``spearman`` uses average ranks.
+* **Ties in scores** (a predictor that cannot separate some sources): every rank metric
+  (``rank_of_best``, ``ndcg_*``, ``regret_at_k``, ``gain_at_k``) returns its **exact
+  expectation over uniformly random tie-breaking** inside each group of tied scores, so a
+  constant predictor scores exactly the random baseline (``rank_of_best`` also offers
+  ``ties="optimistic"`` / ``"pessimistic"``). ``spearman`` uses average ranks. DESIGN's
+  "the best position among the tied" is the rule for several *best sources* (ties in gains).
 * **Random baseline**: :func:`random_expectation` gives the expectation of each metric over
   uniformly random rankings, exactly (closed forms for every built-in metric).
 
@@ -203,7 +204,7 @@ def _expected_topk_max(scores: np.ndarray, values: np.ndarray, k: int) -> float:
 # --------------------------------------------------------------------------------------------
 # metrics
 # --------------------------------------------------------------------------------------------
-def rank_of_best(scores, gains, *, ties: Ties = "optimistic") -> float:
+def rank_of_best(scores, gains, *, ties: Ties = "average") -> float:
     """1-based position of the best source (argmax of ``gains``) in the predicted ranking.
 
     Sources are ranked by descending ``scores``. Range [1, N]; lower is better; perfect = 1;
@@ -214,12 +215,13 @@ def rank_of_best(scores, gains, *, ties: Ties = "optimistic") -> float:
       source matters. With h sources scored strictly higher, e sources in that group and b of
       them best, the position is
 
-      - ``ties="optimistic"`` (default, DESIGN): h + 1;
-      - ``ties="average"``: h + (e + 1) / (b + 1), the expectation over random tie-breaking;
+      - ``ties="average"`` (default): h + (e + 1) / (b + 1), the expectation over random
+        tie-breaking (a constant predictor gets the random-ranking value);
+      - ``ties="optimistic"``: h + 1 (rewards ties: a constant predictor would get 1);
       - ``ties="pessimistic"``: h + e - b + 1.
 
-    * Single source: 1. Constant scores: 1 (optimistic), (N + 1) / (m + 1) (average, the
-      random-ranking expectation) or N - m + 1 (pessimistic), m = number of best sources.
+    * Single source: 1. Constant scores: (N + 1) / (m + 1) (average, the random-ranking
+      expectation), 1 (optimistic) or N - m + 1 (pessimistic), m = number of best sources.
     """
     s, g = _check_pair(scores, gains, "gains")
     if ties not in ("optimistic", "average", "pessimistic"):
@@ -508,9 +510,10 @@ def _metric_keys(has_performance: bool, ks: Sequence[int]) -> list[str]:
 def evaluate_target(scores, gains, performance=None, ks: Iterable[int] = (1, 3)) -> dict:
     """All applicable metrics for one target.
 
-    Keys, in order: ``rank_of_best`` (optimistic ties), ``ndcg_rank``, [``ndcg_perf``],
-    ``spearman``, ``pearson`` (both against ``gains``), [``regret@k`` for k in ``ks``],
-    ``gain@k`` for k in ``ks``. Bracketed keys only when ``performance`` is given.
+    Keys, in order: ``rank_of_best`` (score ties: expectation over tie-breaking),
+    ``ndcg_rank``, [``ndcg_perf``], ``spearman``, ``pearson`` (both against ``gains``),
+    [``regret@k`` for k in ``ks``], ``gain@k`` for k in ``ks``. Bracketed keys only when
+    ``performance`` is given.
     """
     ks = _check_ks(ks)
     s, g = _check_pair(scores, gains, "gains")
