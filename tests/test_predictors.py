@@ -106,8 +106,10 @@ def test_prompt_metrics_refuse_mismatched_shapes():
 
 def test_registry_names_and_unknown_name():
     expected = {f"tupate-{m}" for m in ("lora", "bitfit", "prefix", "prompt")}
+    expected |= {f"tupate-{m}-delta" for m in ("lora", "bitfit", "prefix", "prompt")}
     expected |= {f"prompt-{m}" for m in pm.PROMPT_METRICS}
     expected |= {"ensemble", "ensemble-rank", "datasize", "random", "curvegrad"}
+    expected |= {"ensemble-delta", "ensemble-rank-delta"}
     expected |= {"textemb", "taskemb", "logme", "affinity"}
     assert set(PREDICTORS) == expected
     for name in expected:
@@ -386,3 +388,77 @@ def test_predict_errors(pool, tiny_backbone):
             backbone=str(tiny_backbone),
             sources=["snli"],
         )
+
+
+# --- tupate-<m>-delta -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt"])
+def test_delta_init_is_the_untrained_method_of_the_run(tmp_path, tiny_backbone, method):
+    """With lr 0 training changes nothing, so the stored embedding must equal the rebuilt init
+    exactly: the init is rebuilt under the same RNG state api.tune builds the method with."""
+    from taskscout.predictors.tupate_delta import init_embedding
+
+    db = RunStore(tmp_path / "store")
+    opts = PROMPT if method == "prompt" else None
+    run = api.tune(
+        "snli",
+        method=method,
+        store=db,
+        backbone=str(tiny_backbone),
+        max_train=16,
+        max_dev=8,
+        lr=0.0,
+        method_options=opts,
+        **{**QUIET, "epochs": 1},
+    )
+    stored = api.embedding_of_run(db, run, "early")
+    rng = torch.random.get_rng_state()
+    init = init_embedding(run, stored.layer_reduce)
+    assert torch.equal(torch.random.get_rng_state(), rng)  # the caller's RNG stream is untouched
+    assert init.shape == stored.tensor.shape
+    assert torch.equal(init, stored.tensor)
+    # a trained run moves away from it
+    trained = api.tune(
+        "snli",
+        method=method,
+        store=db,
+        backbone=str(tiny_backbone),
+        max_train=16,
+        max_dev=8,
+        method_options=opts,
+        **{**QUIET, "epochs": 1},
+    )
+    moved = api.embedding_of_run(db, trained, "early").tensor
+    assert not torch.equal(init_embedding(trained, stored.layer_reduce), moved)
+
+
+def test_delta_predictor_scores_updates_not_raw_vectors(pool):
+    from taskscout.embeddings.tupate import as_vector
+    from taskscout.predictors.tupate_delta import init_embedding
+
+    delta = get_predictor("tupate-lora-delta").score("sms_spam", SOURCES, pool)
+    assert delta.info == {"method": "lora"}
+    emb = pool.embeddings("lora")
+
+    def upd(task):
+        run = pool.store.get_run(emb[task].record.run_id)
+        return as_vector(emb[task].tensor).double() - init_embedding(run).double()
+
+    for s in SOURCES:
+        want = float(torch.cosine_similarity(upd("sms_spam"), upd(s), dim=0))
+        assert delta[s] == pytest.approx(want, abs=1e-9)
+        assert -1.0 <= delta[s] <= 1.0
+    raw = get_predictor("tupate-lora").score("sms_spam", SOURCES, pool)
+    assert any(abs(raw[s] - delta[s]) > 1e-3 for s in SOURCES)
+    with pytest.raises(IncompatibleEmbeddingError, match="backbone"):
+        get_predictor("tupate-lora-delta").score("sms_spam", ["snli", "qnli"], pool)
+
+
+def test_ensemble_delta_is_the_mean_of_the_delta_similarities(pool):
+    ens = get_predictor("ensemble-delta").score("sms_spam", SOURCES, pool)
+    used = ens.info["methods"]
+    assert used == ["lora", "bitfit", "prompt"]
+    per = [get_predictor(f"tupate-{m}-delta").score("sms_spam", SOURCES, pool) for m in used]
+    for s in SOURCES:
+        assert ens[s] == pytest.approx(float(np.mean([p[s] for p in per])), abs=1e-12)

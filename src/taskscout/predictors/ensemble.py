@@ -4,6 +4,9 @@
 ``ensemble-rank``: p(s) = -(1/|M|) sum_{m in M} rank_m(s)   (rank 1 = most similar under m;
                    ties get their average rank), so higher is better.
 
+``ensemble-delta`` / ``ensemble-rank-delta``: the same over the ``tupate-<m>-delta`` similarities
+(updates from the seeded init, :mod:`taskscout.predictors.tupate_delta`).
+
 M = the tuning methods (lora, bitfit, prefix, prompt, or those given) for which the pool holds an
 embedding of the target *and of every source*; it is listed in ``scores.info["methods"]``. An
 empty M is an error.
@@ -24,6 +27,7 @@ from taskscout.predictors.base import (
     method_cosines,
     register,
 )
+from taskscout.predictors.tupate_delta import TupateDeltaPredictor
 
 
 def available_methods(
@@ -44,6 +48,7 @@ class EnsemblePredictor:
 
     by: str = "score"
     methods: tuple[str, ...] = TUPATE_METHODS
+    delta: bool = False  # compare updates from the init instead of the raw vectors
 
     def __post_init__(self) -> None:
         if self.by not in ("score", "rank"):
@@ -51,7 +56,8 @@ class EnsemblePredictor:
 
     @property
     def name(self) -> str:
-        return "ensemble" if self.by == "score" else "ensemble-rank"
+        name = "ensemble" if self.by == "score" else "ensemble-rank"
+        return f"{name}-delta" if self.delta else name
 
     def score(self, target: str, sources: list[str], pool: Pool) -> Scores:
         names = _check_sources(target, sources)
@@ -64,7 +70,11 @@ class EnsemblePredictor:
             )
         rows = []
         for method in used:
-            cos = method_cosines(pool, method, target, names).numpy()
+            if self.delta:
+                scored = TupateDeltaPredictor(method=method).score(target, names, pool)
+                cos = np.array([scored[s] for s in names])
+            else:
+                cos = method_cosines(pool, method, target, names).numpy()
             rows.append(cos if self.by == "score" else -rankdata(-cos, method="average"))
         mean = np.mean(np.stack(rows), axis=0)
         return Scores(zip(names, mean.tolist(), strict=True), {"methods": used})
@@ -72,3 +82,5 @@ class EnsemblePredictor:
 
 register("ensemble", lambda **kw: EnsemblePredictor(by="score", **kw))
 register("ensemble-rank", lambda **kw: EnsemblePredictor(by="rank", **kw))
+register("ensemble-delta", lambda **kw: EnsemblePredictor(by="score", delta=True, **kw))
+register("ensemble-rank-delta", lambda **kw: EnsemblePredictor(by="rank", delta=True, **kw))
