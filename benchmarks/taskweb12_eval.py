@@ -1,6 +1,6 @@
 """Every predictor the store can serve on the 12 TaskWeb-overlap tasks, against TaskWeb's gold.
 
-    python benchmarks/taskweb12_eval.py --store benchmarks/stores/taskweb12 --threads 2
+    python benchmarks/taskweb12_eval.py --store benchmarks/stores/taskweb12-methods --threads 2
 
 For each checkpoint (``early``, ``best``) every registered predictor scores, for each of the 12
 TaskWeb-overlap tasks (``boolq cb copa cosmos_qa imdb mrpc qnli rotten_tomatoes rte snli stsb
