@@ -31,7 +31,7 @@ from taskscout.predictors.similarity import (
 )
 from taskscout.store import EmbeddingRecord, RunRecord, RunStore
 from taskscout.tuning.methods import build_method, get_method
-from taskscout.tuning.model import TaskModel
+from taskscout.tuning.model import build_task_model
 from taskscout.tuning.trainer import (
     TrainConfig,
     cpu_has_fast_bf16,
@@ -164,8 +164,7 @@ def tune(
     try:
         ref, tokenizer, encoder = load_backbone(backbone)
         train_split, dev_split = encode_task(data, tokenizer, max_len, cache_dir=db.root / "cache")
-        torch.manual_seed(seed)
-        model = TaskModel(build_method(method, encoder, method_options), data.spec)
+        model = build_task_model(method, encoder, data.spec, method_options, seed=seed)
         result = train_model(
             model,
             train_split,

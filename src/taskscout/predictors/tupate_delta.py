@@ -6,8 +6,8 @@ raw TuPaTE vector e = e_0 + d is then dominated by the shared e_0, so cos(e_t, e
 measures how far each task moved (about its number of optimiser steps, i.e. its data size), not
 where it moved. This variant compares the updates: p(s) = cos(e_t - e_0(t), e_s - e_0(s)), with
 e_0(r) the embedding of run r's method *before training*, rebuilt exactly as
-:func:`taskscout.api.tune` builds it (``torch.manual_seed(run.seed)`` then the method on the
-run's backbone with its method config), so it needs no stored init. Not part of Zhou et al.
+:func:`taskscout.api.tune` builds it (:func:`taskscout.tuning.model.init_method` with the run's
+seed, backbone and method config), so it needs no stored init. Not part of Zhou et al.
 (2022); an extension evaluated beside the original.
 """
 
@@ -37,13 +37,12 @@ def _init_embedding(
 ) -> torch.Tensor:
     from taskscout.backbone import load_backbone
     from taskscout.embeddings.tupate import method_embedding
-    from taskscout.tuning.methods import build_method
+    from taskscout.tuning.model import init_method
 
     _, _, encoder = load_backbone(backbone_location)
     saved_rng = torch.random.get_rng_state()
     try:
-        torch.manual_seed(seed)  # the RNG state api.tune builds the method under
-        tuned = build_method(method, encoder, json.loads(method_config))
+        tuned = init_method(method, encoder, json.loads(method_config), seed=seed)
         tensor, _ = method_embedding(tuned, layer_reduce)
     finally:
         torch.random.set_rng_state(saved_rng)  # leave the caller's RNG stream untouched

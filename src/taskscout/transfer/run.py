@@ -3,7 +3,7 @@
 Everything but the initial values of the method's tuned parameters is the target's ordinary
 no-transfer run (``api.tune`` with the same settings and seed): the same data subsample,
 encoding, hyper-parameters and seed; the model is built exactly as ``api.tune`` builds it
-(``torch.manual_seed(seed)``, method, ``TaskModel``), so the fresh head's initialisation, batch
+(:func:`taskscout.tuning.model.build_task_model`), so the fresh head's initialisation, batch
 order and dropout masks match, and only then are the method's parameters overwritten with the
 source's. With ``source_state=None`` :func:`run_transfer` reproduces the no-transfer run
 itself (the tests check it does, score for score).
@@ -23,8 +23,7 @@ from taskscout.data import TaskData
 from taskscout.encode import encode_task
 from taskscout.store import RunStore
 from taskscout.transfer.settings import TuneSettings
-from taskscout.tuning.methods import build_method
-from taskscout.tuning.model import TaskModel
+from taskscout.tuning.model import TaskModel, build_task_model
 from taskscout.tuning.trainer import TrainConfig, resolve_device, train_model
 from taskscout.util import set_torch_threads
 
@@ -61,8 +60,9 @@ def build_target_model(
     the method's tuned parameters set from ``source_state`` (a stored checkpoint: keys
     ``method.*``, any ``head.*`` ignored: the head stays fresh). ValueError if the state does
     not fit (other method, backbone or method config)."""
-    torch.manual_seed(seed)
-    model = TaskModel(build_method(settings.method, encoder, settings.method_options), data.spec)
+    model = build_task_model(
+        settings.method, encoder, data.spec, settings.method_options, seed=seed
+    )
     if source_state is not None:
         if not any(k.startswith("method.") for k in source_state):
             raise ValueError("source checkpoint holds no method.* parameters")

@@ -14,7 +14,7 @@ from torch import nn
 
 from taskscout.data import TaskSpec, TaskType
 from taskscout.encode import IGNORE_INDEX
-from taskscout.tuning.methods import TuningMethod
+from taskscout.tuning.methods import TuningMethod, build_method
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -88,3 +88,21 @@ class TaskModel(nn.Module):
 
 
 _CLASSES = (TaskType.CLASSIFICATION, TaskType.PAIR_CLASSIFICATION, TaskType.TOKEN_CLASSIFICATION)
+
+
+def init_method(
+    name: str, encoder: nn.Module, options: dict | None = None, *, seed: int
+) -> TuningMethod:
+    """Method ``name`` on ``encoder`` at its seeded initialisation: ``torch.manual_seed(seed)``,
+    then the method. The one place that fixes the RNG order of a run's initialisation; tuning,
+    transfer runs and ``tupate-<m>-delta`` (which rebuilds a run's init) all rely on it."""
+    torch.manual_seed(seed)
+    return build_method(name, encoder, options)
+
+
+def build_task_model(
+    name: str, encoder: nn.Module, spec: TaskSpec, options: dict | None = None, *, seed: int
+) -> TaskModel:
+    """The trainable model of a run before training: :func:`init_method`, then a fresh head
+    (its initialisation drawn right after the method's)."""
+    return TaskModel(init_method(name, encoder, options, seed=seed), spec)
