@@ -501,6 +501,90 @@ class RunStore:
         sql += " ORDER BY task, backbone, method, seed, run_id"
         return [self._run_from_row(r) for r in self.conn.execute(sql, args).fetchall()]
 
+    def latest_runs(self, *, method: str, backbone: str) -> dict[str, RunRecord]:
+        """task -> its latest complete run of ``method`` on ``backbone`` ("latest": the greatest
+        (created_at, seed, run_id); one rule for every caller that wants "the run of a task")."""
+        rows = self.conn.execute(
+            "SELECT * FROM runs WHERE method = ? AND backbone = ? AND status = 'complete' "
+            "ORDER BY created_at, seed, run_id",
+            (method, backbone),
+        ).fetchall()
+        out: dict[str, RunRecord] = {}
+        for row in rows:  # later runs of a task overwrite earlier ones
+            out[row["task"]] = row
+        return {task: self._run_from_row(row) for task, row in out.items()}
+
+    def latest_run(
+        self,
+        task: str,
+        *,
+        method: str | None = None,
+        backbone: str | None = None,
+        seed: int | None = None,
+    ) -> RunRecord | None:
+        """The latest complete run of ``task`` matching every given filter (None = any), by the
+        rule of :meth:`latest_runs`; None if there is none."""
+        where, args = ["task = ?", "status = 'complete'"], [task]
+        for col, val in (("method", method), ("backbone", backbone), ("seed", seed)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        row = self.conn.execute(
+            f"SELECT * FROM runs WHERE {' AND '.join(where)} "  # noqa: S608 - fixed column names
+            "ORDER BY created_at DESC, seed DESC, run_id DESC LIMIT 1",
+            args,
+        ).fetchone()
+        return None if row is None else self._run_from_row(row)
+
+    def task_names(self, *, backbone: str, method: str | None = None) -> list[str]:
+        """Sorted names of the tasks with a complete run on ``backbone`` (of ``method``)."""
+        sql = "SELECT DISTINCT task FROM runs WHERE backbone = ? AND status = 'complete'"
+        args: list = [backbone]
+        if method is not None:
+            sql += " AND method = ?"
+            args.append(method)
+        return sorted(r[0] for r in self.conn.execute(sql, args).fetchall())
+
+    def methods(self, *, backbone: str) -> set[str]:
+        """The methods of the complete runs on ``backbone``."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT method FROM runs WHERE backbone = ? AND status = 'complete'",
+            (backbone,),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def task_summaries(self) -> dict[str, dict]:
+        """task -> ``{"num_train", "num_dev", "family"}`` for every task record, without
+        parsing each spec in Python."""
+        rows = self.conn.execute(
+            "SELECT name, num_train, num_dev, json_extract(spec, '$.family') FROM tasks"
+        ).fetchall()
+        return {
+            name: {"num_train": n_train, "num_dev": n_dev, "family": family}
+            for name, n_train, n_dev, family in rows
+        }
+
+    def latest_embedding_entries(
+        self, *, method: str, backbone: str, checkpoint: str, layer_reduce: str
+    ) -> list[tuple[str, str, str | None, str | None, tuple[int, ...] | None]]:
+        """``(task, run_id, embedding_id, sha256, shape)`` of the latest complete ``method`` run
+        of every task on ``backbone`` (rule of :meth:`latest_runs`), with its stored embedding
+        for (checkpoint, layer_reduce) or None in the last three fields; one SQL query."""
+        rows = self.conn.execute(
+            "SELECT r.task, r.run_id, e.embedding_id, e.sha256, e.shape FROM runs r "
+            "LEFT JOIN embeddings e ON e.run_id = r.run_id AND e.checkpoint = ? "
+            "AND e.layer_reduce = ? WHERE r.method = ? AND r.backbone = ? "
+            "AND r.status = 'complete' ORDER BY r.created_at, r.seed, r.run_id",
+            (checkpoint, layer_reduce, method, backbone),
+        ).fetchall()
+        latest: dict[str, tuple] = {}
+        shapes: dict[str, tuple[int, ...]] = {}  # parse each distinct shape text once
+        for task, run_id, emb_id, sha, shape in rows:  # later runs overwrite earlier ones
+            if shape is not None and shape not in shapes:
+                shapes[shape] = tuple(json.loads(shape))
+            latest[task] = (task, run_id, emb_id, sha, None if shape is None else shapes[shape])
+        return list(latest.values())
+
     def _insert_run(
         self, conn: sqlite3.Connection, r: RunRecord, status: str, error: str | None
     ) -> None:
