@@ -15,7 +15,7 @@ backbone id, and times that insertion. Then, each phase in a fresh subprocess (s
 
 Peak RSS increase = ``ru_maxrss`` after the phase minus the RSS before its first call (imports
 and the store opened already). Also, once, the unpacked path for comparison
-(``api.pool_embeddings`` + ``cosine_scores``: file by file), unless ``--skip-unpacked``.
+(``pool_embeddings`` + ``cosine_scores``: file by file), unless ``--skip-unpacked``.
 
 Prints one JSON line; writes ``benchmarks/results/rank_scale.json``.
 """
@@ -119,11 +119,12 @@ def measure(store: Path, phase: str, repeats: int, target: str) -> dict:
         import torch
 
         from taskscout.backbone import resolve_backbone
+        from taskscout.embeddings.pool import pool_embeddings
+        from taskscout.embeddings.similarity import cosine_scores
         from taskscout.embeddings.tupate import as_vector
-        from taskscout.predictors.similarity import cosine_scores
 
         start = time.perf_counter()
-        pool = api.pool_embeddings(db, method="lora", backbone=resolve_backbone(None).backbone_id)
+        pool = pool_embeddings(db, method="lora", backbone=resolve_backbone(None).backbone_id)
         names = [s for s in sorted(pool) if s != target]
         scores = cosine_scores(
             as_vector(pool[target].tensor), torch.stack([as_vector(pool[s].tensor) for s in names])

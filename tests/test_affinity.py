@@ -21,7 +21,7 @@ from taskscout.affinity.protocols import (
 from taskscout.affinity.train import mean_target_spearman
 from taskscout.backbone import resolve_backbone
 from taskscout.evaluation.metrics import evaluate_long
-from taskscout.predictors.similarity import IncompatibleEmbeddingError
+from taskscout.embeddings.similarity import IncompatibleEmbeddingError
 
 L, H, T = 4, 32, 16
 

@@ -11,7 +11,7 @@ import torch
 
 from taskscout.backbone import load_backbone
 from taskscout.embeddings.tupate import as_vector, method_embedding, tupate_vector
-from taskscout.predictors.similarity import (
+from taskscout.embeddings.similarity import (
     EmbeddingKey,
     IncompatibleEmbeddingError,
     check_compatible,

@@ -9,6 +9,8 @@ from scipy.stats import rankdata
 
 from taskscout import api
 from taskscout.backbone import resolve_backbone
+from taskscout.embeddings.similarity import IncompatibleEmbeddingError
+from taskscout.embeddings.task_embedding import embedding_of_run
 from taskscout.predictors import PREDICTORS, Pool, Predictor, get_predictor
 from taskscout.predictors import prompt_metrics as pm
 from taskscout.predictors.baselines import (
@@ -18,7 +20,6 @@ from taskscout.predictors.baselines import (
     loss_curve_slopes,
     text_embedding,
 )
-from taskscout.predictors.similarity import IncompatibleEmbeddingError
 from taskscout.store import RunStore
 
 TASKS = {"sms_spam": 40, "mnli": 32, "snli": 24}  # demo tasks and their training sizes
@@ -397,7 +398,7 @@ def test_predict_errors(pool, tiny_backbone):
 def test_delta_init_is_the_untrained_method_of_the_run(tmp_path, tiny_backbone, method):
     """With lr 0 training changes nothing, so the stored embedding must equal the rebuilt init
     exactly: the init is rebuilt under the same RNG state api.tune builds the method with."""
-    from taskscout.predictors.tupate_delta import init_embedding
+    from taskscout.embeddings.task_embedding import init_embedding
 
     db = RunStore(tmp_path / "store")
     opts = PROMPT if method == "prompt" else None
@@ -412,7 +413,7 @@ def test_delta_init_is_the_untrained_method_of_the_run(tmp_path, tiny_backbone, 
         method_options=opts,
         **{**QUIET, "epochs": 1},
     )
-    stored = api.embedding_of_run(db, run, "early")
+    stored = embedding_of_run(db, run, "early")
     rng = torch.random.get_rng_state()
     init = init_embedding(run, stored.layer_reduce)
     assert torch.equal(torch.random.get_rng_state(), rng)  # the caller's RNG stream is untouched
@@ -429,13 +430,13 @@ def test_delta_init_is_the_untrained_method_of_the_run(tmp_path, tiny_backbone, 
         method_options=opts,
         **{**QUIET, "epochs": 1},
     )
-    moved = api.embedding_of_run(db, trained, "early").tensor
+    moved = embedding_of_run(db, trained, "early").tensor
     assert not torch.equal(init_embedding(trained, stored.layer_reduce), moved)
 
 
 def test_delta_predictor_scores_updates_not_raw_vectors(pool):
+    from taskscout.embeddings.task_embedding import init_embedding
     from taskscout.embeddings.tupate import as_vector
-    from taskscout.predictors.tupate_delta import init_embedding
 
     delta = get_predictor("tupate-lora-delta").score("sms_spam", SOURCES, pool)
     assert delta.info == {"method": "lora"}

@@ -19,8 +19,9 @@ from taskscout import api
 from taskscout.backbone import resolve_backbone
 from taskscout.cli import app
 from taskscout.embeddings.packed import cosine_to_pool, pack_dir, packed_pool
+from taskscout.embeddings.pool import pool_embeddings
+from taskscout.embeddings.similarity import IncompatibleEmbeddingError, cosine_scores
 from taskscout.embeddings.tupate import as_vector
-from taskscout.predictors.similarity import IncompatibleEmbeddingError, cosine_scores
 from taskscout.store import RunStore
 
 POOL = ("mnli", "snli", "sms_spam")
@@ -81,7 +82,7 @@ def store(pool_store, tmp_path) -> Path:
 
 def unpacked_scores(root: Path, target: str, backbone: Path, checkpoint="early") -> dict:
     db = RunStore(root)
-    emb = api.pool_embeddings(
+    emb = pool_embeddings(
         db, method="lora", backbone=resolve_backbone(str(backbone)).backbone_id,
         checkpoint=checkpoint,
     )  # fmt: skip

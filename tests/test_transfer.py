@@ -16,22 +16,18 @@ from taskscout import api
 from taskscout.backbone import load_backbone
 from taskscout.cli import app
 from taskscout.store import RunStore
-from taskscout.transfer import (
-    TransferTable,
-    TuneSettings,
-    build_target_model,
-    run_matrix,
-    run_transfer,
-)
+from taskscout.transfer import TransferTable, run_matrix, run_transfer
 from taskscout.transfer.executors import LocalExecutor, RayExecutor
 from taskscout.transfer.gains import gains_table, per_seed_gains
+from taskscout.tuning.config import TuneConfig
+from taskscout.tuning.run import build_model
 
 TASKS = ["qnli", "boolq", "sms_spam"]  # demo suite: pair, pair, single-text classification
 
 
 @pytest.fixture(scope="module")
-def settings(tiny_backbone) -> TuneSettings:
-    return TuneSettings(
+def settings(tiny_backbone) -> TuneConfig:
+    return TuneConfig(
         method="prompt",
         backbone=str(tiny_backbone),
         max_train=48,
@@ -81,14 +77,14 @@ def test_transfer_init_loads_the_source_parameters(inprocess, settings):
     state = db.load_checkpoint(src.run_id, "best")
     _, _, encoder = load_backbone(settings.backbone)
     data = settings.load("boolq", 0)
-    model = build_target_model(settings, data, encoder, 0, state)
+    model = build_model(settings, data, encoder, 0, state)
     method_state = model.method.tuned_state()
     assert method_state, "the prompt method tunes something"
     for name, value in method_state.items():
         assert torch.equal(value, state[f"method.{name}"]), name
     # the head is fresh: exactly the head of the no-transfer model with this seed
     _, _, encoder2 = load_backbone(settings.backbone)
-    fresh = build_target_model(settings, data, encoder2, 0, None)
+    fresh = build_model(settings, data, encoder2, 0, None)
     assert torch.equal(model.head.weight, fresh.head.weight)
     assert not torch.equal(model.head.weight, state["head.weight"])
     # and the method's parameters really differ from a fresh init
@@ -158,7 +154,7 @@ def test_ray_gives_identical_results(inprocess, settings, tmp_path):
 def test_corrupt_or_missing_source_fails_that_pair_and_retry_recovers(settings, tmp_path):
     db = RunStore(tmp_path / "runs")
     runs = {
-        t: api.tune(t, store=db, progress=False, threads=1, **settings.tune_kwargs(0))
+        t: api.tune(t, store=db, progress=False, threads=1, seed=0, **settings.to_dict())
         for t in TASKS
     }
     corrupt = db.root / runs["qnli"].checkpoints["best"].file
@@ -274,7 +270,7 @@ def test_top_k_plans_only_the_predicted_best_sources(inprocess, settings):
 
 
 def test_full_fine_tuning_transfers_the_whole_encoder(settings, tmp_path):
-    full = TuneSettings(
+    full = TuneConfig(
         **{
             **settings.to_dict(),
             "method": "full",
@@ -292,7 +288,7 @@ def test_full_fine_tuning_transfers_the_whole_encoder(settings, tmp_path):
     src = db.find_runs(task="qnli", method="full")[0]
     state = db.load_checkpoint(src.run_id, "best")
     _, _, encoder = load_backbone(full.backbone)
-    model = build_target_model(full, full.load("boolq", 0), encoder, 0, state)
+    model = build_model(full, full.load("boolq", 0), encoder, 0, state)
     tuned = model.method.tuned_state()
     assert len(tuned) > 20 and any("embeddings" in k for k in tuned)
     for name, value in tuned.items():

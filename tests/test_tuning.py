@@ -16,8 +16,8 @@ from taskscout.embeddings.tupate import method_embedding
 from taskscout.encode import collate, encode_task
 from taskscout.tuning.methods import build_method
 from taskscout.tuning.model import TaskModel
+from taskscout.tuning.config import TuneConfig
 from taskscout.tuning.trainer import (
-    TrainConfig,
     evaluate,
     gold_values,
     predict,
@@ -40,7 +40,7 @@ def train(
     data,
     *,
     epochs=10,
-    early_epochs=2,
+    early_epochs=None,
     seed=0,
     lr=LR,
     batch_size=8,
@@ -49,11 +49,22 @@ def train(
     """Train like ``taskscout.tune`` does, without the store: returns (model, result, splits)."""
     model, tokenizer = make_model(backbone, method, data.spec, seed=seed, options=options)
     train_split, dev_split = encode_task(data, tokenizer, 64)
-    config = TrainConfig(
-        epochs=epochs, early_epochs=early_epochs, batch_size=batch_size, lr=lr, seed=seed
+    config = TuneConfig(
+        method=method,
+        epochs=epochs,
+        early_epochs=early_epochs,
+        batch_size=batch_size,
+        lr=lr,
+        method_options=options or {},
     )
     result = train_model(
-        model, train_split, dev_split, config, pad_id=tokenizer.pad_token_id, progress=False
+        model,
+        train_split,
+        dev_split,
+        config,
+        seed=seed,
+        pad_id=tokenizer.pad_token_id,
+        progress=False,
     )
     return model, result, (train_split, dev_split, tokenizer.pad_token_id)
 
@@ -68,9 +79,15 @@ def trained(request, tiny_backbone, make_task):
     model, tokenizer = make_model(tiny_backbone, method, data.spec)
     initial = model.trainable_state()
     train_split, dev_split = encode_task(data, tokenizer, 64)
-    config = TrainConfig(epochs=10, batch_size=8, lr=LR, seed=0)
+    config = TuneConfig(method=method, epochs=10, batch_size=8, lr=LR)
     result = train_model(
-        model, train_split, dev_split, config, pad_id=tokenizer.pad_token_id, progress=False
+        model,
+        train_split,
+        dev_split,
+        config,
+        seed=0,
+        pad_id=tokenizer.pad_token_id,
+        progress=False,
     )
     return method, model, initial, result
 
@@ -265,15 +282,20 @@ def test_early_and_best_checkpoints(tiny_backbone, make_task):
     assert result.early_state.keys() == result.best_state.keys() == model.trainable_state().keys()
 
 
-def test_early_checkpoint_is_clamped_to_the_last_epoch(tiny_backbone, make_task):
+def test_early_checkpoint_defaults_within_training_and_above_epochs_is_refused(
+    tiny_backbone, make_task
+):
     data = make_task("classification", n_train=16, n_dev=8)
-    model, result, _ = train(tiny_backbone, "bitfit", data, epochs=2, early_epochs=5)
-    assert result.early_epoch == 2
-    final = model.trainable_state()
-    assert all(torch.equal(result.early_state[k], final[k]) for k in final)
-    model, result, _ = train(tiny_backbone, "bitfit", data, epochs=1, early_epochs=2)
+    # unset: min(2, epochs); a one-epoch run's early checkpoint is its only (= best) epoch
+    model, result, _ = train(tiny_backbone, "bitfit", data, epochs=1, early_epochs=None)
     assert result.early_epoch == 1 == result.best_epoch
     assert result.early_state and result.best_state
+    final = model.trainable_state()
+    assert all(torch.equal(result.early_state[k], final[k]) for k in final)
+    assert TuneConfig(epochs=3).resolved_early_epochs == 2
+    # explicit and above epochs: refused before any training (was silently clamped)
+    with pytest.raises(ValueError, match=r"early_epochs \(5\) must not exceed epochs \(2\)"):
+        TuneConfig(epochs=2, early_epochs=5)
 
 
 # --- determinism ----------------------------------------------------------------------------
@@ -336,12 +358,23 @@ def test_nan_loss_raises_with_a_hint(tiny_backbone, make_task):
 
 
 def test_train_config_and_empty_splits_are_rejected(tiny_backbone, make_task):
-    for bad in ({"epochs": 0}, {"early_epochs": 0}, {"batch_size": 0}, {"max_len": 4}):
+    bad_options = (
+        {"epochs": 0},
+        {"early_epochs": 0},
+        {"batch_size": 0},
+        {"max_len": 4},
+        {"epochs": 2, "early_epochs": 3},  # an early checkpoint after training: refused
+        {"method": "nope"},
+        {"lr": -1.0},
+        {"max_train": 0},
+        {"method": "lora", "method_options": {"rank": 4}},  # lora's option is r
+    )
+    for bad in bad_options:
         with pytest.raises(ValueError):
-            TrainConfig(**bad)
+            TuneConfig(**bad)
     data = make_task("classification", n_train=8, n_dev=4)
     model, tokenizer = make_model(tiny_backbone, "lora", data.spec)
     train_split, dev_split = encode_task(data, tokenizer, 64)
     empty = type(dev_split)(dev_split.task_type, [], [], [])
     with pytest.raises(ValueError, match="must not be empty"):
-        train_model(model, train_split, empty, TrainConfig(), pad_id=0, progress=False)
+        train_model(model, train_split, empty, TuneConfig(), seed=0, pad_id=0, progress=False)

@@ -14,3 +14,5 @@ and learning-rate search), :mod:`.ensemble`, :mod:`.io` (save/load, pool compati
 :mod:`.protocols` (leave-one-target-out / leave-one-family-out), :mod:`.predictor` (the
 ``affinity`` predictor of :mod:`taskscout.predictors`).
 """
+
+from taskscout.affinity import predictor as predictor  # registers the ``affinity`` predictor

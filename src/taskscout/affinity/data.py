@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from taskscout.predictors.similarity import EmbeddingKey, IncompatibleEmbeddingError
+from taskscout.embeddings.similarity import EmbeddingKey, IncompatibleEmbeddingError
 
 GOLD_COLUMNS = ("target", "source", "gain")
 
@@ -142,7 +142,7 @@ class EmbeddingSet:
     def from_pool(cls, pool, method: str, tasks: Iterable[str] | None = None) -> EmbeddingSet:
         """The ``method`` embeddings of the pool's tasks (all, or ``tasks``; missing ones
         raise), checked compatible. ``pool`` is a :class:`taskscout.predictors.Pool`."""
-        from taskscout.predictors.similarity import check_compatible
+        from taskscout.embeddings.similarity import check_compatible
 
         emb = pool.embeddings(method)
         names = sorted(emb) if tasks is None else list(dict.fromkeys(tasks))

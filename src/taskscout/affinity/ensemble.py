@@ -22,7 +22,7 @@ from taskscout.affinity.data import AffinityDataError, EmbeddingSet, GainScaler,
 from taskscout.affinity.light import LightHead, VectorFeaturizer
 from taskscout.affinity.scorer import BackboneHead, FrozenPairEncoder
 from taskscout.affinity.train import TrainSettings, fit_head, predict_head, search_lr
-from taskscout.predictors.similarity import IncompatibleEmbeddingError
+from taskscout.embeddings.similarity import IncompatibleEmbeddingError
 from taskscout.util import make_progress
 
 KINDS = ("backbone", "light")

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from taskscout.affinity.ensemble import FORMAT, AffinityConfig, AffinityModel, FitInfo, _make_head
 from taskscout.affinity.light import VectorFeaturizer
 from taskscout.affinity.scorer import FrozenPairEncoder
-from taskscout.predictors.similarity import IncompatibleEmbeddingError
+from taskscout.embeddings.similarity import IncompatibleEmbeddingError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"

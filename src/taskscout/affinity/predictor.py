@@ -4,7 +4,7 @@
 predicted gain of each source in metric points (higher = more helpful); ``scores.info["std"]``
 maps each source to the ensemble's standard deviation (NaN for a single scorer). The pool must
 match what the scorer was trained with (backbone, method, checkpoint, embedding shape):
-otherwise :class:`~taskscout.predictors.similarity.IncompatibleEmbeddingError`.
+otherwise :class:`~taskscout.embeddings.similarity.IncompatibleEmbeddingError`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskscout.predictors.base import Pool, Scores, _check_sources, register
+from taskscout.affinity.data import EmbeddingSet
+from taskscout.affinity.io import load_model, read_scorer_config
+from taskscout.embeddings.similarity import IncompatibleEmbeddingError
+from taskscout.predictors.base import Pool, Reads, Scores, check_sources
+from taskscout.predictors.registry import register
 
 
 @dataclass
@@ -25,6 +29,19 @@ class AffinityPredictor:
     name: str = "affinity"
     _model: object = field(default=None, repr=False)
 
+    @property
+    def reads(self) -> Reads:
+        """The scorer's method (from its folder's config; lora for an unset scorer)."""
+        if self._model is not None:
+            method = self._model.info.method
+        elif isinstance(self.scorer, (str, os.PathLike)):
+            method = read_scorer_config(self.scorer)[1].method
+        elif self.scorer is not None:
+            method = self.scorer.info.method
+        else:
+            method = "lora"
+        return Reads(methods=(method,), checkpoint=True)
+
     def model(self, pool: Pool):
         if self._model is None:
             if self.scorer is None:
@@ -33,14 +50,10 @@ class AffinityPredictor:
                     "(CLI: --scorer DIR; fit one with `taskscout affinity fit`)"
                 )
             if isinstance(self.scorer, (str, os.PathLike)):
-                from taskscout.affinity.io import load_model, read_scorer_config
-
                 config, info = read_scorer_config(self.scorer)
                 location = None
                 if config.kind == "backbone":
                     if info.backbone != pool.backbone:
-                        from taskscout.predictors.similarity import IncompatibleEmbeddingError
-
                         raise IncompatibleEmbeddingError(
                             f"scorer {Path(self.scorer)} was trained on backbone "
                             f"{info.backbone!r} but the pool uses {pool.backbone!r}"
@@ -52,9 +65,7 @@ class AffinityPredictor:
         return self._model
 
     def score(self, target: str, sources: list[str], pool: Pool) -> Scores:
-        from taskscout.affinity.data import EmbeddingSet
-
-        names = _check_sources(target, sources)
+        names = check_sources(target, sources)
         model = self.model(pool)
         emb = EmbeddingSet.from_pool(pool, model.info.method, [target, *names])
         mean, std = model.predict([target] * len(names), names, emb)

@@ -16,9 +16,9 @@ loading (sha256-verified, :meth:`RunStore.load_embedding`) only the new files. T
 written first under a new name, then the index is replaced atomically, so a killed build leaves
 the previous pack (or none), never an index pointing at a half-written matrix.
 
-The pool holds, like :func:`taskscout.api.pool_embeddings`, the embedding of the latest complete
-run of every task; the vector form of a prompt matrix is its token mean. All rows must have the
-same shape (:class:`IncompatibleEmbeddingError` otherwise).
+The pool holds, like :func:`taskscout.embeddings.pool.pool_embeddings`, the embedding of the
+latest complete run of every task; the vector form of a prompt matrix is its token mean. All
+rows must have the same shape (:class:`IncompatibleEmbeddingError` otherwise).
 """
 
 from __future__ import annotations
@@ -36,8 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from taskscout.predictors.similarity import IncompatibleEmbeddingError
+from taskscout.embeddings.similarity import IncompatibleEmbeddingError
+from taskscout.embeddings.task_embedding import embedding_of_run
+from taskscout.embeddings.tupate import as_vector
 from taskscout.store import RunStore
+from taskscout.tuning.config import checkpoint_kind
+from taskscout.tuning.methods import get_method
 from taskscout.util import make_progress
 
 __all__ = ["PackedPool", "cosine_to_pool", "pack_dir", "packed_pool", "pool_entries"]
@@ -100,22 +104,12 @@ def _slug(backbone: str, method: str, checkpoint: str, layer_reduce: str) -> str
 def pool_entries(
     db: RunStore, *, method: str, backbone: str, checkpoint: str, layer_reduce: str
 ) -> dict[str, PoolEntry]:
-    """task -> :class:`PoolEntry` of its latest complete ``method`` run on ``backbone`` (ties in
-    creation time: as :func:`taskscout.api.pool_embeddings`), in one SQL query."""
-    rows = db.conn.execute(
-        "SELECT r.task, r.run_id, e.embedding_id, e.sha256, e.shape FROM runs r "
-        "LEFT JOIN embeddings e ON e.run_id = r.run_id AND e.checkpoint = ? "
-        "AND e.layer_reduce = ? WHERE r.method = ? AND r.backbone = ? AND r.status = 'complete' "
-        "ORDER BY r.created_at, r.task, r.seed, r.run_id",
-        (checkpoint, layer_reduce, method, backbone),
-    ).fetchall()
-    out: dict[str, PoolEntry] = {}
-    shapes: dict[str, tuple[int, ...]] = {}  # parse each distinct shape text once
-    for task, run_id, emb_id, sha, shape in rows:  # later runs of a task overwrite earlier ones
-        if shape is not None and shape not in shapes:
-            shapes[shape] = tuple(json.loads(shape))
-        out[task] = PoolEntry(task, run_id, emb_id, sha, None if shape is None else shapes[shape])
-    return out
+    """task -> :class:`PoolEntry` of its latest complete ``method`` run on ``backbone`` (the
+    store's rule, :meth:`RunStore.latest_embedding_entries`), in one query."""
+    rows = db.latest_embedding_entries(
+        method=method, backbone=backbone, checkpoint=checkpoint, layer_reduce=layer_reduce
+    )
+    return {row[0]: PoolEntry(*row) for row in rows}
 
 
 def _vector_shape(shape: tuple[int, ...]) -> int:
@@ -195,14 +189,10 @@ def _iter_rows(path: Path, n: int, d: int, chunk_bytes: int = CHUNK_BYTES) -> It
 
 
 def _vector(tensor: torch.Tensor) -> np.ndarray:
-    from taskscout.embeddings.tupate import as_vector
-
     return as_vector(tensor).detach().to(torch.float32).numpy()
 
 
 def _compute_missing(db, missing: list[PoolEntry], checkpoint, layer_reduce, progress) -> None:
-    from taskscout.api import embedding_of_run
-
     with make_progress(progress, extra=False) as bar:
         job = bar.add_task("embedding stored runs", total=len(missing))
         for e in missing:
@@ -223,14 +213,12 @@ def packed_pool(
 ) -> PackedPool:
     """The packed pool of (backbone, method, checkpoint, layer_reduce), from the cache when it is
     current, else (re)built: stored runs without an embedding are embedded first
-    (:func:`taskscout.api.embedding_of_run`), rows of a previous pack are reused by embedding
-    id, the others are read sha256-verified. ``shape``: keep only the tasks whose embedding has
-    this shape (one pack per shape); without it, rows of different shapes raise
-    :class:`IncompatibleEmbeddingError`. ``ValueError`` if no task is left."""
-    from taskscout.api import _checkpoint
-
-    checkpoint = _checkpoint(checkpoint)
-    reduce_ = "none" if method == "prompt" else layer_reduce
+    (:func:`~taskscout.embeddings.task_embedding.embedding_of_run`), rows of a previous pack
+    are reused by embedding id, the others are read sha256-verified. ``shape``: keep only the
+    tasks whose embedding has this shape (one pack per shape); without it, rows of different
+    shapes raise :class:`IncompatibleEmbeddingError`. ``ValueError`` if no task is left."""
+    checkpoint = checkpoint_kind(checkpoint)
+    reduce_ = get_method(method).embedding_reduce(layer_reduce)
     key = (backbone, method, checkpoint, reduce_)
     entries = pool_entries(
         db, method=method, backbone=backbone, checkpoint=checkpoint, layer_reduce=reduce_

@@ -1,21 +1,27 @@
 """Source-ranking predictors: ``get_predictor(name).score(target, sources, pool)``.
 
 Names: ``tupate-{lora,bitfit,prefix,prompt}`` (``tupate-<m>-delta``: minus the seeded init),
-``prompt-{mean,token}-{manhattan,euclidean,cosine}``,
-``ensemble``, ``ensemble-rank``, ``datasize``, ``random``, ``curvegrad``, ``textemb``,
-``taskemb``, ``logme`` (see each module), ``affinity`` (a learned scorer,
-:mod:`taskscout.affinity`; needs ``scorer=DIR``). Higher score = predicted more helpful.
+``prompt-{mean,token}-{manhattan,euclidean,cosine}``, ``ensemble``, ``ensemble-rank`` (and their
+``-delta`` forms), ``datasize``, ``random``, ``curvegrad``, ``textemb``, ``taskemb``, ``logme``
+(see each module). Packages above this one register more the same way (``affinity``, a learned
+scorer: :mod:`taskscout.affinity.predictor`, registered when :mod:`taskscout.affinity` is
+imported). Higher score = predicted more helpful. Every predictor declares what it reads
+(:class:`Reads`).
 """
 
-from taskscout.affinity import predictor as _affinity  # noqa: F401  (registration)
-from taskscout.predictors import baselines, ensemble, prompt_metrics, tupate_delta  # noqa: F401
-from taskscout.predictors.base import (
-    PREDICTORS,
-    Pool,
-    Predictor,
-    Scores,
-    TupatePredictor,
-    get_predictor,
-)
+from taskscout.predictors import baselines, ensemble, prompt_metrics, tupate  # noqa: F401
+from taskscout.predictors.base import Pool, Predictor, Reads, Scores
+from taskscout.predictors.registry import PREDICTORS, get_predictor, register
+from taskscout.predictors.tupate import TupateDeltaPredictor, TupatePredictor
 
-__all__ = ["PREDICTORS", "Pool", "Predictor", "Scores", "TupatePredictor", "get_predictor"]
+__all__ = [
+    "PREDICTORS",
+    "Pool",
+    "Predictor",
+    "Reads",
+    "Scores",
+    "TupateDeltaPredictor",
+    "TupatePredictor",
+    "get_predictor",
+    "register",
+]

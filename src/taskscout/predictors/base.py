@@ -1,4 +1,4 @@
-"""The predictor contract, the pool predictors read from, and the predictor registry.
+"""The predictor contract, what a predictor declares it reads, and the pool predictors read from.
 
 A predictor scores every candidate source for a target; higher = predicted more helpful::
 
@@ -6,27 +6,62 @@ A predictor scores every candidate source for a target; higher = predicted more 
     scores = get_predictor("tupate-lora").score("rte", ["mnli", "snli"], pool)
 
 Predictors are pure given the pool (no training); what they read from the store (embeddings,
-runs, checkpoints) is fetched lazily and memoised on the :class:`Pool`.
+runs, checkpoints) is fetched lazily and memoised on the :class:`Pool`. Each predictor declares
+in :attr:`Predictor.reads` which tuning runs and data it reads, so callers can tune a new target
+for exactly those methods (and check the pool) before any scoring.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import torch
 
-from taskscout.predictors.similarity import (
+from taskscout.backbone import resolve_backbone
+from taskscout.data import TaskData, load_task
+from taskscout.embeddings.pool import pool_embeddings
+from taskscout.embeddings.similarity import (
     IncompatibleEmbeddingError,
     check_compatible,
     cosine_scores,
 )
+from taskscout.embeddings.task_embedding import TaskEmbedding
+from taskscout.embeddings.tupate import as_vector
 from taskscout.store import RunRecord, RunStore
+from taskscout.tuning.config import checkpoint_kind
+from taskscout.tuning.run import run_backbone_location
 
 #: Methods whose tuned parameters give a TuPaTE vector (prompt: the token mean of P).
 TUPATE_METHODS: tuple[str, ...] = ("lora", "bitfit", "prefix", "prompt")
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What a predictor reads from the pool.
+
+    ``methods``: tuning methods whose runs of the sources it reads; with ``target_run`` it
+    reads the target's runs of them too (a new target must be tuned with them first); with
+    ``any_of_methods`` it uses those of them the pool has (ensembles). ``checkpoint``: whether
+    the pool's checkpoint choice (early/best) changes its scores. ``task_data``: whether it
+    reads the tasks' data (examples), not only stored runs.
+    """
+
+    methods: tuple[str, ...] = ()
+    target_run: bool = True
+    any_of_methods: bool = False
+    checkpoint: bool = False
+    task_data: bool = False
+
+    def target_methods(self, available: set[str]) -> list[str]:
+        """The methods the target needs a run of, given the methods the pool has."""
+        if not self.target_run:
+            return []
+        if not self.any_of_methods:
+            return list(self.methods)
+        present = [m for m in self.methods if m in available]
+        return present or list(self.methods[:1])
 
 
 class Scores(dict):
@@ -41,6 +76,7 @@ class Scores(dict):
 @runtime_checkable
 class Predictor(Protocol):
     name: str
+    reads: Reads
 
     def score(self, target: str, sources: list[str], pool: Pool) -> dict[str, float]: ...
 
@@ -51,7 +87,7 @@ class Pool:
 
     ``data_dir`` is where catalog tasks are loaded from (baselines that need task data);
     ``tasks`` may hold already loaded :class:`~taskscout.data.TaskData` by name, which take
-    precedence over loading.
+    precedence over loading. ``layer_reduce``: ``mean`` | ``concat`` for per-layer methods.
     """
 
     store: RunStore
@@ -60,7 +96,11 @@ class Pool:
     layer_reduce: str = "mean"
     data_dir: str | os.PathLike | None = None
     tasks: dict = field(default_factory=dict)
+    progress: bool = False  # progress bars for long steps (packing, embedding, features)
     _embeddings: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self.checkpoint = checkpoint_kind(self.checkpoint)
 
     @classmethod
     def open(
@@ -69,19 +109,16 @@ class Pool:
         backbone: str | os.PathLike | None = None,
         **kwargs,
     ) -> Pool:
-        """A pool over ``store`` (path or open store) for ``backbone`` (a name or path as given
-        to ``tune``; None = the default backbone), resolved to its backbone id."""
-        from taskscout.backbone import resolve_backbone
-
-        db = store if isinstance(store, RunStore) else RunStore(store)
+        """A pool over ``store`` (path or open store; a path must hold a store) for
+        ``backbone`` (a name or path as given to ``tune``; None = the default backbone),
+        resolved to its backbone id."""
+        db = store if isinstance(store, RunStore) else RunStore(store, create=False)
         return cls(db, resolve_backbone(backbone).backbone_id, **kwargs)
 
     # --- lazily fetched material ----------------------------------------------------------
-    def embeddings(self, method: str) -> dict:
-        """task -> :class:`taskscout.api.TaskEmbedding` of ``method`` for this backbone."""
+    def embeddings(self, method: str) -> dict[str, TaskEmbedding]:
+        """task -> :class:`TaskEmbedding` of ``method`` for this backbone."""
         if method not in self._embeddings:
-            from taskscout.api import pool_embeddings
-
             self._embeddings[method] = pool_embeddings(
                 self.store,
                 method=method,
@@ -93,8 +130,7 @@ class Pool:
 
     def run(self, task: str, method: str | None = None) -> RunRecord | None:
         """The latest complete run of ``task`` on this backbone (of ``method`` if given)."""
-        runs = self.store.find_runs(task=task, method=method, backbone=self.backbone)
-        return max(runs, key=lambda r: r.created_at) if runs else None
+        return self.store.latest_run(task, method=method, backbone=self.backbone)
 
     def require_run(self, task: str, method: str | None = None) -> RunRecord:
         run = self.run(task, method)
@@ -122,58 +158,35 @@ class Pool:
     def task_info(self, task: str) -> dict | None:
         return self.store.get_task(task)
 
-    def task_data(self, task: str, max_train: int | None = None):
+    def task_data(self, task: str, max_train: int | None = None) -> TaskData:
         """The task's data: ``pool.tasks[task]`` if given, else loaded by name from
         ``data_dir`` (catalog, bundled demo suite). ``max_train`` keeps a seeded subsample."""
         if task in self.tasks:
             data = self.tasks[task]
             if max_train is not None and len(data.train) > max_train:
-                from taskscout.data import TaskData
-
-                data = TaskData(data.spec, data.train[:max_train], data.dev)
+                data = TaskData(data.spec, data.train[:max_train], data.dev, source=data.source)
             return data
-        from taskscout.data import load_task
-
         return load_task(task, data_dir=self.data_dir, max_train=max_train, seed=0)
 
     def backbone_location(self) -> str | None:
         """The argument that reloads this pool's backbone (from any of its runs)."""
-        from taskscout.api import _backbone_location
-
         runs = self.store.find_runs(backbone=self.backbone)
         if not runs:
             raise ValueError(f"store {self.store.root} holds no run of backbone {self.backbone!r}")
-        return _backbone_location(runs[0])
+        return run_backbone_location(runs[0])
 
 
-# --- registry ------------------------------------------------------------------------------
-
-PREDICTORS: dict[str, Callable[..., Predictor]] = {}
-
-
-def register(name: str, factory: Callable[..., Predictor]) -> None:
-    PREDICTORS[name] = factory
-
-
-def get_predictor(name: str, **options) -> Predictor:
-    """The predictor registered as ``name`` (options go to its constructor)."""
-    import taskscout.predictors  # noqa: F401  (fills the registry)
-
-    try:
-        factory = PREDICTORS[name]
-    except KeyError:
-        raise ValueError(f"unknown predictor {name!r}; choose from {sorted(PREDICTORS)}") from None
-    return factory(**options)
-
-
-def _check_sources(target: str, sources: list[str]) -> list[str]:
+def check_sources(target: str, sources: list[str]) -> list[str]:
+    """``sources`` without the target; ValueError if nothing is left."""
     names = [s for s in sources if s != target]
     if not names:
         raise ValueError("no source task besides the target")
     return names
 
 
-def method_embeddings(pool: Pool, method: str, target: str, sources: list[str]):
+def method_embeddings(
+    pool: Pool, method: str, target: str, sources: list[str]
+) -> tuple[TaskEmbedding, list[TaskEmbedding]]:
     """(target embedding, [source embeddings]) of ``method``, checked compatible; raises if any
     is missing (IncompatibleEmbeddingError if it exists only on another backbone)."""
     emb = pool.embeddings(method)
@@ -188,27 +201,5 @@ def method_embeddings(pool: Pool, method: str, target: str, sources: list[str]):
 
 def method_cosines(pool: Pool, method: str, target: str, sources: list[str]) -> torch.Tensor:
     """cos(e_t, e_s) of the TuPaTE vectors (prompt: token mean of P), (N,) float64."""
-    from taskscout.embeddings.tupate import as_vector
-
     t, ss = method_embeddings(pool, method, target, sources)
     return cosine_scores(as_vector(t.tensor), torch.stack([as_vector(s.tensor) for s in ss]))
-
-
-@dataclass
-class TupatePredictor:
-    """``tupate-<method>``: cosine similarity of TuPaTE vectors (Zhou et al. 2022)."""
-
-    method: str = "lora"
-
-    @property
-    def name(self) -> str:
-        return f"tupate-{self.method}"
-
-    def score(self, target: str, sources: list[str], pool: Pool) -> Scores:
-        names = _check_sources(target, sources)
-        cos = method_cosines(pool, self.method, target, names)
-        return Scores(zip(names, cos.tolist(), strict=True), {"method": self.method})
-
-
-for _m in TUPATE_METHODS:
-    register(f"tupate-{_m}", lambda _m=_m, **kw: TupatePredictor(method=_m, **kw))

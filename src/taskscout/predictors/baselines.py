@@ -24,8 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taskscout.predictors.base import Pool, Scores, _check_sources, register
-from taskscout.predictors.similarity import cosine_scores
+from taskscout.backbone import load_backbone
+from taskscout.data import TaskSpec, TaskType
+from taskscout.embeddings.similarity import cosine_scores
+from taskscout.encode import IGNORE_INDEX, collate, encode_rows, sorted_batches
+from taskscout.predictors.base import Pool, Reads, Scores, check_sources
+from taskscout.predictors.registry import register
+from taskscout.tuning.methods import build_method
+from taskscout.tuning.model import TaskModel
+from taskscout.tuning.run import run_backbone_location
 
 # --- datasize / random ---------------------------------------------------------------------
 
@@ -35,10 +42,11 @@ class DataSizePredictor:
     """p(s) = number of training examples of s (the store's task record, else its latest run)."""
 
     name: str = "datasize"
+    reads = Reads()
 
     def score(self, target: str, sources: list[str], pool: Pool) -> Scores:
         out = {}
-        for s in _check_sources(target, sources):
+        for s in check_sources(target, sources):
             info = pool.task_info(s)
             if info is not None:
                 out[s] = float(info["num_train"])
@@ -58,9 +66,10 @@ class RandomPredictor:
 
     seed: int = 0
     name: str = "random"
+    reads = Reads()
 
     def score(self, target: str, sources: list[str], pool: Pool | None = None) -> Scores:
-        names = _check_sources(target, sources)
+        names = check_sources(target, sources)
         return Scores({s: _uniform(self.seed, target, s) for s in names}, {"seed": self.seed})
 
 
@@ -117,13 +126,17 @@ class CurveGradPredictor:
     window: float = 0.05
     name: str = "curvegrad"
 
+    @property
+    def reads(self) -> Reads:
+        return Reads(methods=(self.method,))
+
     def vector(self, pool: Pool, task: str) -> np.ndarray:
         run = pool.require_run(task, self.method)
         steps = run.train_loss_steps or None
         return loss_curve_slopes(run.loss_curve, steps, self.points, self.window)
 
     def score(self, target: str, sources: list[str], pool: Pool) -> Scores:
-        names = _check_sources(target, sources)
+        names = check_sources(target, sources)
         g_t = self.vector(pool, target)
         return Scores(
             {s: -float(np.linalg.norm(g_t - self.vector(pool, s))) for s in names},
@@ -213,6 +226,7 @@ class TextEmbPredictor:
     max_len: int = 128
     vectors: dict[str, torch.Tensor] = field(default_factory=dict)
     name: str = "textemb"
+    reads = Reads(task_data=True)
 
     def vector(self, pool: Pool, task: str) -> torch.Tensor:
         if task in self.vectors:
@@ -220,8 +234,6 @@ class TextEmbPredictor:
         data = pool.task_data(task, max_train=self.max_examples)
         key = (pool.backbone, data.fingerprint(), self.max_examples, self.max_len)
         if key not in _TEXTEMB_CACHE:
-            from taskscout.backbone import load_backbone
-
             _, tokenizer, encoder = load_backbone(pool.backbone_location())
             texts = task_texts(data.train[: self.max_examples])
             _TEXTEMB_CACHE[key] = text_embedding(
@@ -230,7 +242,7 @@ class TextEmbPredictor:
         return _TEXTEMB_CACHE[key]
 
     def score(self, target: str, sources: list[str], pool: Pool) -> Scores:
-        names = _check_sources(target, sources)
+        names = check_sources(target, sources)
         t = self.vector(pool, target)
         cos = cosine_scores(t, torch.stack([self.vector(pool, s) for s in names]))
         return Scores(zip(names, cos.tolist(), strict=True))
@@ -250,8 +262,6 @@ def _layer_list(model: nn.Module, num_layers: int) -> nn.ModuleList:
 
 def _loss_sum(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """sum_n loss_n, each example's own loss (token tasks: mean over its labelled tokens)."""
-    from taskscout.data import TaskType
-    from taskscout.encode import IGNORE_INDEX
 
     logits = logits.float()
     kind = model.spec.type
@@ -286,8 +296,6 @@ def fisher_task_embedding(
     leaf), so ``torch.autograd.grad`` of the summed per-example losses gives every example's own
     gradient w.r.t. it exactly (examples do not interact in an encoder), whatever the method tunes.
     """
-    from taskscout.encode import collate, sorted_batches
-
     method = model.method
     layers = _layer_list(method, method.num_layers)
     captured: list[torch.Tensor] = []
@@ -338,13 +346,7 @@ def fisher_task_embedding(
 
 def load_tuned_model(pool: Pool, run, checkpoint: str = "best"):
     """(TaskModel with the run's method and head loaded, tokenizer) for a stored run."""
-    from taskscout.api import _backbone_location
-    from taskscout.backbone import load_backbone
-    from taskscout.data import TaskSpec
-    from taskscout.tuning.methods import build_method
-    from taskscout.tuning.model import TaskModel
-
-    _, tokenizer, encoder = load_backbone(_backbone_location(run))
+    _, tokenizer, encoder = load_backbone(run_backbone_location(run))
     info = pool.task_info(run.task)
     spec = TaskSpec.from_dict(info["spec"]) if info else pool.task_data(run.task, 1).spec
     model = TaskModel(build_method(run.method, encoder, run.config["method_config"]), spec)
@@ -367,9 +369,11 @@ class TaskEmbPredictor:
     batch_size: int = 16
     name: str = "taskemb"
 
-    def vector(self, pool: Pool, task: str) -> torch.Tensor:
-        from taskscout.encode import encode_rows
+    @property
+    def reads(self) -> Reads:  # its own checkpoint, not the pool's
+        return Reads(methods=(self.method,), task_data=True)
 
+    def vector(self, pool: Pool, task: str) -> torch.Tensor:
         run = pool.require_run(task, self.method)
         key = (run.run_id, self.checkpoint, self.max_examples)
         if key not in _FISHER_CACHE:
@@ -383,7 +387,7 @@ class TaskEmbPredictor:
         return _FISHER_CACHE[key]
 
     def score(self, target: str, sources: list[str], pool: Pool) -> Scores:
-        names = _check_sources(target, sources)
+        names = check_sources(target, sources)
         t = self.vector(pool, target)
         cos = cosine_scores(t, torch.stack([self.vector(pool, s) for s in names]))
         return Scores(zip(names, cos.tolist(), strict=True), {"method": self.method})
@@ -460,8 +464,6 @@ def logme(features: np.ndarray, labels: np.ndarray, regression: bool = False) ->
 @torch.no_grad()
 def method_features(method, split, pad_id: int, batch_size: int = 64) -> torch.Tensor:
     """Mean-pooled last hidden states (n, H) of ``split``'s rows under a tuning method."""
-    from taskscout.encode import collate
-
     was_training = method.training
     method.eval()
     out = []
@@ -484,14 +486,12 @@ class LogMEPredictor:
     max_examples: int = 500
     name: str = "logme"
 
-    def score(self, target: str, sources: list[str], pool: Pool) -> Scores:
-        from taskscout.api import _backbone_location
-        from taskscout.backbone import load_backbone
-        from taskscout.data import TaskType
-        from taskscout.encode import encode_rows
-        from taskscout.tuning.methods import build_method
+    @property
+    def reads(self) -> Reads:  # the sources' checkpoints and the target's data, no target run
+        return Reads(methods=(self.method,), target_run=False, task_data=True)
 
-        names = _check_sources(target, sources)
+    def score(self, target: str, sources: list[str], pool: Pool) -> Scores:
+        names = check_sources(target, sources)
         data = pool.task_data(target, max_train=self.max_examples)
         kind = data.spec.type
         if kind not in (
@@ -503,7 +503,7 @@ class LogMEPredictor:
         out = {}
         for s in names:
             run = pool.require_run(s, self.method)
-            _, tokenizer, encoder = load_backbone(_backbone_location(run))
+            _, tokenizer, encoder = load_backbone(run_backbone_location(run))
             method = build_method(run.method, encoder, run.config["method_config"])
             state = pool.store.load_checkpoint(run.run_id, self.checkpoint)
             method.load_tuned_state(

@@ -5,7 +5,7 @@
                    ties get their average rank), so higher is better.
 
 ``ensemble-delta`` / ``ensemble-rank-delta``: the same over the ``tupate-<m>-delta`` similarities
-(updates from the seeded init, :mod:`taskscout.predictors.tupate_delta`).
+(updates from the seeded init, :mod:`taskscout.predictors.tupate`).
 
 M = the tuning methods (lora, bitfit, prefix, prompt, or those given) for which the pool holds an
 embedding of the target *and of every source*; it is listed in ``scores.info["methods"]``. An
@@ -22,12 +22,13 @@ from scipy.stats import rankdata
 from taskscout.predictors.base import (
     TUPATE_METHODS,
     Pool,
+    Reads,
     Scores,
-    _check_sources,
+    check_sources,
     method_cosines,
-    register,
 )
-from taskscout.predictors.tupate_delta import TupateDeltaPredictor
+from taskscout.predictors.registry import register
+from taskscout.predictors.tupate import TupateDeltaPredictor
 
 
 def available_methods(
@@ -55,12 +56,16 @@ class EnsemblePredictor:
             raise ValueError(f"ensemble by must be 'score' or 'rank', not {self.by!r}")
 
     @property
+    def reads(self) -> Reads:
+        return Reads(methods=tuple(self.methods), any_of_methods=True, checkpoint=True)
+
+    @property
     def name(self) -> str:
         name = "ensemble" if self.by == "score" else "ensemble-rank"
         return f"{name}-delta" if self.delta else name
 
     def score(self, target: str, sources: list[str], pool: Pool) -> Scores:
-        names = _check_sources(target, sources)
+        names = check_sources(target, sources)
         used = available_methods(pool, target, names, tuple(self.methods))
         if not used:
             raise ValueError(

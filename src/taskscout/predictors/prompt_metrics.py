@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from taskscout.predictors.base import Pool, Scores, _check_sources, method_embeddings, register
-from taskscout.predictors.similarity import IncompatibleEmbeddingError
+from taskscout.embeddings.similarity import IncompatibleEmbeddingError
+from taskscout.predictors.base import Pool, Reads, Scores, check_sources, method_embeddings
+from taskscout.predictors.registry import register
 
 PROMPT_METRICS: tuple[str, ...] = (
     "mean-manhattan",
@@ -105,6 +106,7 @@ class PromptMetricPredictor:
     ``prompt``) of the target and each source."""
 
     metric: str = "mean-cosine"
+    reads = Reads(methods=("prompt",), checkpoint=True)
 
     def __post_init__(self) -> None:
         if self.metric not in METRIC_FUNCTIONS:
@@ -115,7 +117,7 @@ class PromptMetricPredictor:
         return f"prompt-{self.metric}"
 
     def score(self, target: str, sources: list[str], pool: Pool) -> Scores:
-        names = _check_sources(target, sources)
+        names = check_sources(target, sources)
         t, ss = method_embeddings(pool, "prompt", target, names)
         fn = METRIC_FUNCTIONS[self.metric]
         return Scores(

@@ -18,6 +18,7 @@ import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from taskscout.transfer.jobs import Job, JobResult, execute
+from taskscout.util import set_torch_threads
 
 EXECUTORS = ("inprocess", "local", "ray")
 
@@ -38,8 +39,6 @@ class InProcessExecutor:
 
 
 def _init_worker(threads: int | None) -> None:
-    from taskscout.util import set_torch_threads
-
     set_torch_threads(threads)
 
 

@@ -1,8 +1,8 @@
 """The unit of work executors run: a picklable :class:`Job` in, a :class:`JobResult` out.
 
-Workers never write the user's store. A ``tune`` job calls :func:`taskscout.api.tune` on a
-private scratch store of the worker process and returns the run record and its checkpoints as
-safetensors bytes; a ``transfer`` job gets the source checkpoint as bytes (loaded and
+Workers never write the user's store. A ``tune`` job runs
+:func:`taskscout.tuning.run.tune_into_store` on a private scratch store of the worker process
+and returns the run record and its checkpoints as safetensors bytes; a ``transfer`` job gets the source checkpoint as bytes (loaded and
 sha256-verified by the driver) and returns the target's scores. The driver commits results
 (:mod:`taskscout.transfer.scheduler`). Tensors travel as safetensors bytes, so the same job
 runs in-process, in a spawned process or on a Ray node.
@@ -21,19 +21,21 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from taskscout.store import RunRecord, RunStore
-from taskscout.transfer.settings import TuneSettings
+from taskscout.transfer.run import run_transfer
+from taskscout.tuning.config import TuneConfig
+from taskscout.tuning.run import tune_into_store
 from taskscout.util import set_torch_threads
 
 
 @dataclass
 class Job:
-    """One run to compute. ``kind``: ``tune`` (an ordinary ``api.tune`` run: a source or a
+    """One run to compute. ``kind``: ``tune`` (an ordinary tuning run: a source or a
     no-transfer baseline) or ``transfer`` (``task`` is the target)."""
 
     kind: str
     task: str
     seed: int
-    settings: TuneSettings
+    settings: TuneConfig
     device: str | None = None
     threads: int | None = None
     run_id: str = ""  # tune: the run's id; transfer: the target's baseline run id
@@ -103,16 +105,15 @@ def execute(job: Job) -> JobResult:
 
 
 def _tune(job: Job, t0: float) -> JobResult:
-    from taskscout import api
-
     scratch = scratch_store()
-    record = api.tune(
-        job.task,
-        store=scratch,
+    record = tune_into_store(
+        job.settings.load(job.task, job.seed),
+        job.settings,
+        scratch,
+        seed=job.seed,
+        device=job.device,
         threads=job.threads,
         progress=False,
-        device=job.device,
-        **job.settings.tune_kwargs(job.seed),
     )
     if job.run_id and record.run_id != job.run_id:
         raise RuntimeError(
@@ -137,8 +138,6 @@ def _tune(job: Job, t0: float) -> JobResult:
 
 
 def _transfer(job: Job, t0: float) -> JobResult:
-    from taskscout.transfer.run import run_transfer
-
     if job.source_bytes is None:
         raise ValueError(f"transfer job {job.label()} carries no source checkpoint")
     outcome = run_transfer(

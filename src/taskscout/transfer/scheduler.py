@@ -1,8 +1,8 @@
 """The transfer matrix: every requested (source, target) pair, s != t, x seeds.
 
-Order: source runs first, then the targets' no-transfer runs (both ordinary ``api.tune`` runs
-with the matrix's settings, reused from the store when there), then the transfers. Whatever the
-store already holds complete is skipped; earlier failures are skipped too (and listed) unless
+Order: source runs first, then the targets' no-transfer runs (both ordinary tuning runs,
+:func:`taskscout.tuning.run.tune_into_store`, with the matrix's settings, reused from the store
+when there), then the transfers. Whatever the store already holds complete is skipped; earlier failures are skipped too (and listed) unless
 ``retry_failed``. Each finished run is committed by the driver in one transaction, so killing
 the driver at any moment loses only the runs in flight. A run that fails (including a missing
 or corrupt source checkpoint) is recorded with its error; the rest of the matrix completes.
@@ -20,10 +20,12 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from taskscout.data import TaskData
+from taskscout.predictors import Pool, get_predictor
+from taskscout.predictors.ranking import prepare_target, rank_sources
 from taskscout.store import RunRecord, RunStore
 from taskscout.transfer.jobs import Job, JobResult
 from taskscout.transfer.records import TransferRecord, TransferTable
-from taskscout.transfer.settings import TuneSettings, checkpoint_kind
+from taskscout.tuning.config import TuneConfig, checkpoint_kind
 from taskscout.util import available_cores, console, make_progress
 
 
@@ -33,7 +35,7 @@ class MatrixPlan:
     ``skipped`` counts complete work reused, ``failed_before`` lists earlier failures left
     alone (no ``retry_failed``)."""
 
-    settings: TuneSettings
+    settings: TuneConfig
     sources: list[str]
     targets: list[str]
     seeds: list[int]
@@ -54,7 +56,7 @@ class MatrixPlan:
 
 
 class _DataCache:
-    def __init__(self, settings: TuneSettings):
+    def __init__(self, settings: TuneConfig):
         self.settings = settings
         self._data: dict[tuple[str, int], TaskData] = {}
 
@@ -71,7 +73,7 @@ def default_threads(workers: int) -> int:
 
 def plan_matrix(
     db: RunStore,
-    settings: TuneSettings,
+    settings: TuneConfig,
     sources: list[str],
     targets: list[str],
     seeds: list[int],
@@ -173,7 +175,7 @@ def plan_matrix(
 
 def _top_k_sources(
     db: RunStore,
-    settings: TuneSettings,
+    settings: TuneConfig,
     target: str,
     sources: list[str],
     k: int,
@@ -183,34 +185,30 @@ def _top_k_sources(
     device: str | None = None,
     threads: int | None = None,
 ) -> list[str]:
-    """The ``k`` sources ``predictor`` ranks highest for ``target`` (via ``api.rank``)."""
-    from taskscout import api
-
+    """The ``k`` sources ``predictor`` ranks highest for ``target``. A target without a run
+    of a method the predictor reads is tuned first (driver-side) with the matrix's settings
+    and device; the sources must already have theirs."""
     if k < 1:
         raise ValueError("top_k must be >= 1")
     if predictor is None:
         raise ValueError("--top-k needs --predictor (e.g. tupate-lora)")
-    # a target without a run for the predictor's method is tuned (driver-side) with the
-    # matrix's data size, epochs and device; the sources must already have theirs
-    table = api.rank(
+    scorer = get_predictor(predictor)
+    backbone_id = settings.backbone_id()
+    target_ = prepare_target(
+        db,
         target,
-        store=db,
-        method=settings.method,
-        backbone=settings.backbone,
-        sources=sources,
-        predictor=predictor,
-        data_dir=settings.data_dir,
-        progress=False,
-        threads=threads,
-        max_train=settings.max_train,
-        max_dev=settings.max_dev,
-        epochs=settings.epochs,
-        early_epochs=settings.early_epochs,
-        batch_size=settings.batch_size,
-        max_len=settings.max_len,
+        scorer,
+        settings,
+        backbone_id=backbone_id,
         seed=seed,
         device=device,
+        threads=threads,
+        progress=False,
     )
+    pool = Pool(db, backbone_id, data_dir=settings.data_dir)
+    if target_.data is not None:
+        pool.tasks[target_.name] = target_.data
+    table = rank_sources(scorer, pool, target_.name, sources)
     return list(table["source"][:k])
 
 
@@ -289,7 +287,7 @@ class MatrixSummary:
 
 def run_matrix(
     db: RunStore,
-    settings: TuneSettings,
+    settings: TuneConfig,
     sources: list[str],
     targets: list[str],
     seeds: list[int],
@@ -432,6 +430,7 @@ def _commit(db, table, job: Job, result: JobResult, summary: MatrixSummary) -> N
                 info["fingerprint"],
                 info["num_train"],
                 info["num_dev"],
+                source=info.get("source", ""),
             )
         record.config = {**record.config, "job_s": result.seconds}
         db.save_run(

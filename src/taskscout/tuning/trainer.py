@@ -8,12 +8,10 @@ Deterministic on CPU for a fixed seed and thread count: batch order comes from
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
-import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 
@@ -26,38 +24,10 @@ from taskscout.encode import (
     sorted_batches,
 )
 from taskscout.tuning import task_metrics
+from taskscout.tuning.config import TuneConfig
+from taskscout.tuning.device import resolve_device
 from taskscout.tuning.model import TaskModel
 from taskscout.util import make_progress
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of one tuning run (hashed into the run id, except presentation flags)."""
-
-    epochs: int = 3
-    early_epochs: int = 2
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    lr: float | None = None  # None: the method's default_lr
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    max_grad_norm: float = 1.0
-    max_len: int = 128
-    seed: int = 0
-    bf16: bool = False
-
-    def __post_init__(self):
-        if self.epochs < 1:
-            raise ValueError("epochs must be >= 1")
-        if self.early_epochs < 1:
-            raise ValueError("early_epochs must be >= 1")
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError("batch sizes must be >= 1")
-        if self.max_len < 8:
-            raise ValueError("max_len must be >= 8")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -67,7 +37,7 @@ class TrainResult:
     dev_scores: list[float]
     loss_curve: list[float]  # mean training loss of each optimiser step
     loss_steps: list[int]  # 1-based global step of each loss value
-    early_epoch: int  # min(early_epochs, epochs)
+    early_epoch: int  # the config's resolved early_epochs
     early_state: dict[str, torch.Tensor]
     best_epoch: int  # 1-based epoch with the highest dev score (earliest on ties)
     best_state: dict[str, torch.Tensor]
@@ -88,21 +58,6 @@ def _autocast(bf16: bool, device: torch.device | str = "cpu"):
     return contextlib.nullcontext()
 
 
-def resolve_device(device: str | None = None) -> torch.device:
-    """The torch device to train on: ``device`` if given, else $TASKSCOUT_DEVICE, else ``cpu``.
-
-    ``"auto"`` picks ``cuda`` when a GPU is visible. Results on a GPU are not bit-identical to
-    CPU results (the device is recorded with every run, not hashed into its id).
-    """
-    name = device or os.environ.get("TASKSCOUT_DEVICE") or "cpu"
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU")
-    return dev
-
-
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     if device.type == "cpu":
         return batch
@@ -111,17 +66,6 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
 
 def _device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has native bf16 (AVX512-BF16 or AMX); emulated bf16 is far slower."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @torch.no_grad()
@@ -200,8 +144,9 @@ def train_model(
     model: TaskModel,
     train: EncodedSplit,
     dev: EncodedSplit,
-    config: TrainConfig,
+    config: TuneConfig,
     *,
+    seed: int,
     pad_id: int,
     progress: bool = True,
     description: str = "tuning",
@@ -209,14 +154,18 @@ def train_model(
 ) -> TrainResult:
     """Train ``model`` in place on ``train``; evaluate on ``dev`` after every epoch.
 
+    Hyper-parameters come from ``config`` with its defaults resolved (lr: the method's; early
+    checkpoint: :attr:`TuneConfig.resolved_early_epochs`; ``bf16`` None counts as False), the
+    batch order and dropout from ``seed``.
     ``device`` (see :func:`resolve_device`; default CPU) is where the model is moved for
     training; checkpoint states are always CPU tensors."""
     if len(train) == 0 or len(dev) == 0:
         raise ValueError("train and dev splits must not be empty")
-    lr = config.lr if config.lr is not None else model.method.default_lr
+    lr = config.resolved_lr
+    bf16 = bool(config.bf16)
     device = resolve_device(str(device) if device is not None else None)
     model.to(device)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = steps_per_epoch * config.epochs
     warmup = max(1, round(config.warmup_ratio * total))
@@ -228,7 +177,7 @@ def train_model(
         ),
     )
     params = [p for p in model.parameters() if p.requires_grad]
-    early_epoch = min(config.early_epochs, config.epochs)
+    early_epoch = config.resolved_early_epochs
     result = TrainResult([], [], [], early_epoch, {}, 0, {}, 0.0, 0.0, 0.0, 0)
     best = -math.inf
     start = time.perf_counter()
@@ -239,11 +188,11 @@ def train_model(
             model.train()
             t0 = time.perf_counter()
             batches = length_grouped_batches(
-                train.lengths, config.batch_size, random.Random(config.seed * 1000 + epoch)
+                train.lengths, config.batch_size, random.Random(seed * 1000 + epoch)
             )
             for idx in batches:
                 batch = _to(collate(train, idx, pad_id), device)
-                with _autocast(config.bf16, device):
+                with _autocast(bf16, device):
                     logits = model(batch)
                 loss = model.loss(logits, batch["labels"])
                 if not torch.isfinite(loss):
@@ -264,7 +213,7 @@ def train_model(
                 bar.update(task, advance=1, loss=result.loss_curve[-1])
             t1 = time.perf_counter()
             score = evaluate(
-                model, dev, pad_id=pad_id, batch_size=config.eval_batch_size, bf16=config.bf16
+                model, dev, pad_id=pad_id, batch_size=config.eval_batch_size, bf16=bf16
             )
             result.train_time_s += t1 - t0
             result.eval_time_s += time.perf_counter() - t1

@@ -36,6 +36,27 @@ class TuningMethod(nn.Module):
     name: ClassVar[str]
     config_class: ClassVar[type[MethodConfig]]
     default_lr: ClassVar[float]
+    #: How the task embedding reduces over layers: per-layer methods take ``mean`` (default) or
+    #: ``concat``; a method whose embedding is one matrix (prompt) has only ``none``.
+    layer_reduces: ClassVar[tuple[str, ...]] = ("mean", "concat")
+
+    @classmethod
+    def embedding_reduce(cls, requested: str = "mean") -> str:
+        """The layer reduction this method's embedding uses when ``requested`` is asked for:
+        ``requested`` itself if the method supports it, ``none`` for a matrix embedding
+        (prompt) whatever was asked; ValueError for an unknown reduction."""
+        if requested not in ("mean", "concat", "none"):
+            raise ValueError(f"layer_reduce must be 'mean' or 'concat', not {requested!r}")
+        if not cls.layer_reduces:
+            raise ValueError(f"method {cls.name!r} has no task embedding")
+        if cls.layer_reduces == ("none",):
+            return "none"
+        if requested not in cls.layer_reduces:
+            raise ValueError(
+                f"method {cls.name!r} embeddings reduce layers by {' or '.join(cls.layer_reduces)}"
+                f", not {requested!r}"
+            )
+        return requested
 
     def __init__(self, encoder: nn.Module, config: MethodConfig):
         super().__init__()

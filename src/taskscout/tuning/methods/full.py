@@ -25,6 +25,7 @@ class FullFineTuning(TuningMethod):
     """Tuned state: all encoder parameters (embeddings, every layer, pooler excluded: unused)."""
 
     name = "full"
+    layer_reduces = ()  # no task embedding: the tuned "parameters" are the whole encoder
     config_class = FullMethodConfig
     default_lr = 3e-5
 

@@ -43,6 +43,7 @@ class PromptMethod(TuningMethod):
     as a TuPaTE-style vector, its mean over tokens (H values)."""
 
     name = "prompt"
+    layer_reduces = ("none",)  # the embedding is the prompt matrix P (L x H)
     config_class = PromptMethodConfig
     default_lr = 3e-3
 
