@@ -68,8 +68,8 @@ def numpy_generator(seed: int, stream: str) -> np.random.Generator:
 def seeded_global_rng(seed: int) -> Iterator[None]:
     """Run the block with torch's global CPU generator seeded from the ``"global"`` stream of
     ``seed``; the caller's global state is restored on exit (also on error)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, "global"))
+    with torch.random.fork_rng(devices=[]):  # CPU only: the scorers train on the CPU
+        torch.default_generator.manual_seed(derive_seed(seed, "global"))  # not CUDA's
         yield
 
 
