@@ -5,11 +5,15 @@
 * :class:`EmbeddingSet` holds one embedding per task, all of one (backbone, method, checkpoint,
   layer reduction, shape): prompt matrices (L, H) for the backbone scorer, vectors (D,) for the
   light scorer.
-* :func:`sample_pairs` draws M training pairs at random (seeded).
+* :func:`sample_pairs` draws M training pairs at random (seeded, independent of global RNG).
 * :class:`GainScaler` z-scores gains for training: ``z = (gain - mean) / std`` with the mean and
   standard deviation of the *training* gains; predictions are mapped back to metric points by
   ``gain = z * std + mean`` (a standard deviation in z units scales by ``std``). The smooth-L1
   threshold ``beta`` is therefore in units of training-gain standard deviations.
+
+The embedding-compatibility names (``EmbeddingKey``, ``IncompatibleEmbeddingError``,
+``check_compatible``) are imported here, and only here, within :mod:`taskscout.affinity`; the
+other affinity modules take them from this module.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from taskscout.embeddings.similarity import EmbeddingKey, IncompatibleEmbeddingError
+from taskscout.affinity.train import numpy_generator
+from taskscout.embeddings.similarity import (
+    EmbeddingKey,
+    IncompatibleEmbeddingError,
+    check_compatible,
+)
 
 GOLD_COLUMNS = ("target", "source", "gain")
 
@@ -77,34 +86,40 @@ def check_gold(gold: pd.DataFrame, tasks: Iterable[str] | None = None) -> pd.Dat
 
 
 def sample_pairs(pairs: pd.DataFrame, m: int | None, seed: int = 0) -> pd.DataFrame:
-    """``m`` rows of ``pairs`` drawn uniformly without replacement (seeded), in their original
-    order; ``m=None`` keeps all. ``m`` larger than the number of pairs raises."""
+    """``m`` rows of ``pairs`` drawn uniformly without replacement by the ``"sample_pairs"``
+    generator of ``seed`` (>= 0; see :func:`taskscout.affinity.train.derive_seed`), in their
+    original order; ``m=None`` keeps all. ``m`` outside 1..len(pairs) raises
+    :class:`AffinityDataError`."""
     if m is None or m == len(pairs):
         return pairs.reset_index(drop=True)
     if m < 1 or m > len(pairs):
         raise AffinityDataError(f"--pairs must be between 1 and {len(pairs)} (available), not {m}")
-    rng = np.random.default_rng(seed)
+    rng = numpy_generator(seed, "sample_pairs")
     keep = np.sort(rng.choice(len(pairs), size=m, replace=False))
     return pairs.iloc[keep].reset_index(drop=True)
 
 
 @dataclass
 class GainScaler:
-    """z-scoring of gains (metric points) with the training mean and standard deviation."""
+    """z-scoring of gains (metric points, x100) with the training mean and standard deviation
+    (population std; 1.0 when the gains are constant or there is only one)."""
 
     mean: float = 0.0
     std: float = 1.0
 
     @classmethod
     def fit(cls, gains) -> GainScaler:
+        """Fit on gains (N,) in metric points."""
         g = np.asarray(gains, dtype=float)
         std = float(g.std()) if len(g) > 1 else 0.0
         return cls(float(g.mean()), std if std > 1e-8 else 1.0)
 
     def transform(self, gains) -> np.ndarray:
+        """Metric points -> z units, float64, same shape."""
         return (np.asarray(gains, dtype=float) - self.mean) / self.std
 
     def inverse(self, z) -> np.ndarray:
+        """z units -> metric points, float64, same shape."""
         return np.asarray(z, dtype=float) * self.std + self.mean
 
 
@@ -142,8 +157,6 @@ class EmbeddingSet:
     def from_pool(cls, pool, method: str, tasks: Iterable[str] | None = None) -> EmbeddingSet:
         """The ``method`` embeddings of the pool's tasks (all, or ``tasks``; missing ones
         raise), checked compatible. ``pool`` is a :class:`taskscout.predictors.Pool`."""
-        from taskscout.embeddings.similarity import check_compatible
-
         emb = pool.embeddings(method)
         names = sorted(emb) if tasks is None else list(dict.fromkeys(tasks))
         missing = [t for t in names if t not in emb]
@@ -165,6 +178,7 @@ class EmbeddingSet:
     # --- views -----------------------------------------------------------------------------
     @property
     def tasks(self) -> list[str]:
+        """Task names, sorted."""
         return sorted(self.tensors)
 
     def __contains__(self, task: str) -> bool:
@@ -186,3 +200,16 @@ class EmbeddingSet:
         if missing:
             raise AffinityDataError(f"no embedding for task(s) {missing}")
         return torch.stack([self.tensors[n] for n in names])
+
+
+__all__ = [
+    "GOLD_COLUMNS",
+    "AffinityDataError",
+    "EmbeddingKey",
+    "EmbeddingSet",
+    "GainScaler",
+    "IncompatibleEmbeddingError",
+    "check_compatible",
+    "check_gold",
+    "sample_pairs",
+]

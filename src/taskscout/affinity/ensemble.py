@@ -5,24 +5,40 @@ for each (target, source) pair, the mean of the K members' predicted gains and t
 deviation (ddof = 1; NaN for K = 1), both in metric points -- the spread says when the scorer
 is guessing. Members share the data, the gain scaling, the learning rate (searched once, with
 the ensemble's base seed) and the frozen part (backbone bottom layers, or the light scorer's
-PCA); member k trains with seed ``seed + k`` (head initialisation, minibatch order, dropout).
+PCA); member k trains with seed ``seed + k`` (head initialisation, minibatch order, dropout;
+see the seeding notes of :mod:`taskscout.affinity.train`). A fit is a deterministic function of
+its pairs, embeddings and config: two fits with the same ``seed`` give bit-identical members,
+whatever the caller's global RNG state, which a fit leaves unchanged.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from taskscout.affinity.data import AffinityDataError, EmbeddingSet, GainScaler, check_gold
+from taskscout.affinity.data import (
+    AffinityDataError,
+    EmbeddingSet,
+    GainScaler,
+    IncompatibleEmbeddingError,
+    check_gold,
+)
 from taskscout.affinity.light import LightHead, VectorFeaturizer
 from taskscout.affinity.scorer import BackboneHead, FrozenPairEncoder
-from taskscout.affinity.train import TrainSettings, fit_head, predict_head, search_lr
-from taskscout.embeddings.similarity import IncompatibleEmbeddingError
+from taskscout.affinity.train import (
+    TrainSettings,
+    check_seed,
+    fit_head,
+    predict_head,
+    search_lr,
+)
+from taskscout.backbone import load_backbone, resolve_backbone
 from taskscout.util import make_progress
 
 KINDS = ("backbone", "light")
@@ -37,10 +53,14 @@ _DEFAULTS = {
 class AffinityConfig:
     """Hyperparameters of an affinity ensemble (None = the kind's default, see ``_DEFAULTS``).
 
-    ``beta``: smooth-L1 threshold in z units of the training gains. ``lr``: fixed learning rate
-    (skips the search); else the best of ``lr_grid`` on held-out training targets.
-    ``train_layers``: trainable top layers of the backbone scorer. ``pca_dim`` / ``hidden``:
-    the light scorer's reduction and MLP width.
+    ``kind``: one of :data:`KINDS`. ``method``: the embedding method the scorer reads.
+    ``beta``: smooth-L1 threshold in z units of the training gains (> 0). ``lr``: fixed learning
+    rate (skips the search); else the best of ``lr_grid`` on held-out training targets.
+    ``ensemble``: number of members K (>= 1). ``seed``: base seed (>= 0) of every random draw
+    (learning-rate search and member 0 use ``seed``, member k ``seed + k``).
+    ``train_layers``: trainable top layers of the backbone scorer. ``dropout``: dropout
+    probability in [0, 1) of the heads. ``pca_dim`` / ``hidden``: the light scorer's reduction
+    and MLP width.
     """
 
     kind: str = "light"
@@ -71,6 +91,9 @@ class AffinityConfig:
             raise ValueError(f"beta must be > 0, not {self.beta}")
         if self.ensemble < 1:
             raise ValueError(f"ensemble size must be >= 1, not {self.ensemble}")
+        check_seed(self.seed)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
         d = _DEFAULTS[self.kind]
         out = AffinityConfig(**asdict(self))
         out.lr_grid = tuple(self.lr_grid or d["lr_grid"])
@@ -79,6 +102,7 @@ class AffinityConfig:
         return out
 
     def to_dict(self) -> dict:
+        """JSON-ready dict (``lr_grid`` as a list)."""
         out = asdict(self)
         out["lr_grid"] = list(out["lr_grid"]) if out["lr_grid"] is not None else None
         return out
@@ -86,7 +110,14 @@ class AffinityConfig:
 
 @dataclass
 class FitInfo:
-    """What a fit learned and was trained with; the pool-compatibility contract."""
+    """What a fit learned and was trained with; the pool-compatibility contract.
+
+    ``embedding_shape``: [L, H] prompt matrices or [D] vectors. ``gain_mean`` / ``gain_std``:
+    the training gains' scaling (metric points). ``lr``: the learning rate the members trained
+    with; ``lr_search``: the search table (``lr``, ``val_spearman``, ``val_loss``; empty when
+    the rate was fixed). ``loss_curves``: per member, the mean training loss (z units) of each
+    epoch. ``fit_seconds``: wall-clock time of the fit.
+    """
 
     backbone: str
     method: str
@@ -144,7 +175,8 @@ class AffinityModel:
 
     # --- scoring ---------------------------------------------------------------------------
     def features(self, targets: list[str], sources: list[str], emb: EmbeddingSet) -> torch.Tensor:
-        """Input of the heads for the pairs (targets[i], sources[i])."""
+        """Input of the heads for the N pairs (targets[i], sources[i]): (N, 2L, H) frozen
+        hidden states (backbone kind) or (N, 4k + 1) pair features (light kind)."""
         if self.config.kind == "backbone":
             return self.frozen(emb.stack(targets), emb.stack(sources))
         vec = emb.as_vectors()
@@ -172,7 +204,12 @@ class AffinityModel:
         return df.sort_values("gain", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def _make_head(config: AffinityConfig, frozen, encoder) -> callable:
+def head_factory(
+    config: AffinityConfig, frozen, encoder
+) -> Callable[[int], BackboneHead | LightHead]:
+    """``make_head(seed)`` building a fresh, seeded head of ``config.kind`` (a resolved
+    config): a :class:`BackboneHead` over ``encoder`` or a :class:`LightHead` over the
+    features of the :class:`VectorFeaturizer` ``frozen``."""
     if config.kind == "backbone":
         return lambda seed: BackboneHead(encoder, config.train_layers, seed, config.dropout)
     return lambda seed: LightHead(frozen.dim, config.hidden, seed, config.dropout)
@@ -212,8 +249,6 @@ def fit_affinity(
             raise IncompatibleEmbeddingError(
                 f"the backbone scorer needs (L, H) prompt matrices, got shape {emb.key.shape}"
             )
-        from taskscout.backbone import load_backbone, resolve_backbone
-
         ref = resolve_backbone(backbone_location)
         if ref.backbone_id != emb.key.backbone:
             raise IncompatibleEmbeddingError(
@@ -253,7 +288,7 @@ def fit_affinity(
         weight_decay=config.weight_decay,
         seed=config.seed,
     )
-    make_head = _make_head(config, frozen, encoder)
+    make_head = head_factory(config, frozen, encoder)
     lr_rows: list[dict] = []
     n_search = 0 if config.lr is not None or len(config.lr_grid) == 1 else len(config.lr_grid)
     with make_progress(progress, extra=False) as bar:
@@ -271,10 +306,7 @@ def fit_affinity(
         for k in range(config.ensemble):
             seed = config.seed + k
             head = make_head(seed)
-            with torch.random.fork_rng():
-                torch.manual_seed(seed)  # dropout
-                member = TrainSettings(**{**settings.__dict__, "seed": seed})
-                curves.append(fit_head(head, features, yt, member))
+            curves.append(fit_head(head, features, yt, replace(settings, seed=seed)))
             heads.append(head)
             bar.update(task, advance=1)
     info = FitInfo(
@@ -303,4 +335,5 @@ __all__ = [
     "AffinityModel",
     "FitInfo",
     "fit_affinity",
+    "head_factory",
 ]

@@ -18,10 +18,17 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from taskscout.affinity.ensemble import FORMAT, AffinityConfig, AffinityModel, FitInfo, _make_head
+from taskscout.affinity.data import IncompatibleEmbeddingError
+from taskscout.affinity.ensemble import (
+    FORMAT,
+    AffinityConfig,
+    AffinityModel,
+    FitInfo,
+    head_factory,
+)
 from taskscout.affinity.light import VectorFeaturizer
 from taskscout.affinity.scorer import FrozenPairEncoder
-from taskscout.embeddings.similarity import IncompatibleEmbeddingError
+from taskscout.backbone import load_backbone, resolve_backbone
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -32,7 +39,9 @@ class ScorerFileError(ValueError):
 
 
 def save_model(model: AffinityModel, path: str | os.PathLike) -> Path:
-    """Write ``model`` to the folder ``path`` (created); returns the folder."""
+    """Write ``model`` to the folder ``path`` (created; existing files of the same names are
+    overwritten); returns the folder. Tensors go to safetensors, the rest to JSON: nothing is
+    pickled."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {}
@@ -49,7 +58,9 @@ def save_model(model: AffinityModel, path: str | os.PathLike) -> Path:
 
 
 def read_scorer_config(path: str | os.PathLike) -> tuple[AffinityConfig, FitInfo]:
-    """The config and fit info of a saved scorer, without loading weights."""
+    """The config and fit info of a saved scorer, without loading weights;
+    :class:`ScorerFileError` (naming the file) for a missing, malformed or unknown-format
+    folder."""
     folder = Path(path)
     cfg_file = folder / CONFIG_FILE
     if not cfg_file.is_file() or not (folder / WEIGHTS_FILE).is_file():
@@ -82,8 +93,6 @@ def load_model(
     tensors = load_file(str(Path(path) / WEIGHTS_FILE))
     encoder = None
     if config.kind == "backbone":
-        from taskscout.backbone import load_backbone, resolve_backbone
-
         location = backbone_location if backbone_location is not None else info.backbone_location
         ref = resolve_backbone(location)
         if ref.backbone_id != info.backbone:
@@ -99,7 +108,7 @@ def load_model(
             if k.startswith("featurizer.")
         }
         frozen = VectorFeaturizer.from_state(state)
-    make_head = _make_head(config, frozen, encoder)
+    make_head = head_factory(config, frozen, encoder)
     heads = []
     for k in range(config.ensemble):
         head = make_head(config.seed + k)

@@ -8,11 +8,12 @@ a_t, a_s in R^k; the feature vector is ``[a_t, a_s, a_t * a_s, |a_t - a_s|, cos(
 (4k + 1 values; the cosine on the raw vectors). The reduction matters: with ~10 training tasks
 and D = 384 .. 12k a model on raw coordinates has far more inputs than distinct tasks.
 
-Model: Linear(4k+1, hidden) - ReLU - Dropout - Linear(hidden, 1), trained like the backbone
-scorer (smooth-L1 with ``beta`` on z-scored gains, AdamW). A torch MLP rather than gradient
-boosting, so that both scorers share the loss (and its ``beta`` ablation), the learning-rate
-search, the seeded ensemble and the save format; sklearn's Huber boosting sets its threshold
-as a residual quantile, not as ``beta``.
+Model: Linear(4k+1, hidden) - ReLU - Dropout - Linear(hidden, 1), initialised (PyTorch's
+default ``nn.Linear`` scheme) and dropped out from generators seeded by the head's seed,
+trained like the backbone scorer (smooth-L1 with ``beta`` on z-scored gains, AdamW). A torch
+MLP rather than gradient boosting, so that both scorers share the loss (and its ``beta``
+ablation), the learning-rate search, the seeded ensemble and the save format; sklearn's Huber
+boosting sets its threshold as a residual quantile, not as ``beta``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from taskscout.affinity.train import SeededDropout, seeded_linear, torch_generator
+
 
 class VectorFeaturizer:
-    """PCA + standardisation fitted on training-task vectors; pair features of (e_t, e_s)."""
+    """PCA + standardisation fitted on training-task vectors; pair features of (e_t, e_s).
+
+    ``mean`` (D,), ``components`` (k, D) with orthonormal rows, ``scale`` (k,) > 0: the
+    training vectors' mean, top-k principal directions and the standard deviation of each
+    projected coordinate. Deterministic (no random draw).
+    """
 
     def __init__(self, mean: torch.Tensor, components: torch.Tensor, scale: torch.Tensor):
         self.mean = mean.float().contiguous()  # (D,)
@@ -32,7 +40,8 @@ class VectorFeaturizer:
 
     @classmethod
     def fit(cls, vectors: torch.Tensor, pca_dim: int) -> VectorFeaturizer:
-        """``vectors``: (T, D), one row per training task (T >= 2)."""
+        """Fit on ``vectors`` (T, D), one row per training task (T >= 2); ``k = min(pca_dim,
+        T - 1, D)`` (at least 1)."""
         if vectors.ndim != 2 or len(vectors) < 2:
             raise ValueError(f"need >= 2 training task vectors (T, D), got {tuple(vectors.shape)}")
         x = vectors.double()
@@ -46,9 +55,11 @@ class VectorFeaturizer:
 
     @property
     def dim(self) -> int:
+        """Number of pair features, ``4k + 1``."""
         return 4 * self.components.shape[0] + 1
 
     def project(self, e: torch.Tensor) -> torch.Tensor:
+        """(N, D) -> (N, k) float32: centred, projected, standardised coordinates."""
         return ((e.float() - self.mean) @ self.components.T) / self.scale
 
     def __call__(self, e_t: torch.Tensor, e_s: torch.Tensor) -> torch.Tensor:
@@ -58,23 +69,34 @@ class VectorFeaturizer:
         return torch.cat([a, b, a * b, (a - b).abs(), cos.unsqueeze(1)], dim=1)
 
     def state(self) -> dict[str, torch.Tensor]:
+        """The tensors that define the featurizer (for saving): mean, components, scale."""
         return {"mean": self.mean, "components": self.components, "scale": self.scale}
 
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor]) -> VectorFeaturizer:
+        """Inverse of :meth:`state`."""
         return cls(state["mean"], state["components"], state["scale"])
 
 
 class LightHead(nn.Module):
-    """MLP: (B, F) pair features -> (B,) z-scored gain; weights seeded by ``seed``."""
+    """MLP: (B, F) pair features -> (B,) z-scored gain.
+
+    The weights are initialised from the ``"init"`` stream of ``seed`` and the dropout masks
+    (probability ``dropout`` in [0, 1), training mode only) come from its ``"dropout"``
+    stream (:mod:`taskscout.affinity.train`): building or training a head never reads or
+    advances torch's global generator, and two heads of one seed are identical.
+    """
 
     def __init__(self, in_dim: int, hidden: int, seed: int, dropout: float = 0.1):
         super().__init__()
-        with torch.random.fork_rng():  # nn.Linear's init draws from the global generator
-            torch.manual_seed(seed)
-            self.net = nn.Sequential(
-                nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1)
-            )
+        init = torch_generator(seed, "init")
+        self.net = nn.Sequential(
+            seeded_linear(in_dim, hidden, init),
+            nn.ReLU(),
+            SeededDropout(dropout, seed),
+            seeded_linear(hidden, 1, init),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, F) float32 -> (B,) predicted z-scored gains."""
         return self.net(x).squeeze(-1)

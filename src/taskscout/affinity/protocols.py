@@ -20,6 +20,8 @@ import pandas as pd
 
 from taskscout.affinity.data import AffinityDataError, EmbeddingSet, check_gold, sample_pairs
 from taskscout.affinity.ensemble import AffinityConfig, fit_affinity
+from taskscout.data import load_catalog
+from taskscout.predictors import get_predictor
 from taskscout.util import make_progress
 
 PROTOCOLS = ("leave-one-target-out", "leave-one-family-out")
@@ -93,8 +95,6 @@ def task_families(pool, tasks, data_dir=None) -> dict[str, str]:
             out[t] = family
     rest = [t for t in tasks if t not in out]
     if rest:
-        from taskscout.data import load_catalog
-
         try:
             catalog = load_catalog(data_dir if data_dir is not None else pool.data_dir)
         except Exception:  # noqa: BLE001 - no catalog: the caller reports missing families
@@ -108,6 +108,8 @@ def task_families(pool, tasks, data_dir=None) -> dict[str, str]:
 def splits_for(
     protocol: str, gold: pd.DataFrame, families: Mapping[str, str] | None = None
 ) -> list[Split]:
+    """The splits of ``protocol`` (one of :data:`PROTOCOLS`) over ``gold``; the family
+    protocol needs ``families`` (task -> family). ``ValueError`` for an unknown protocol."""
     if protocol == "leave-one-target-out":
         return list(leave_one_target_out(gold))
     if protocol == "leave-one-family-out":
@@ -198,8 +200,6 @@ def similarity_scores(
     """Long-form scores of untrained predictors on exactly the gold pairs (per target, its gold
     sources). Predictors the pool cannot serve (e.g. no runs of their method) are skipped; the
     second value maps each to its reason."""
-    from taskscout.predictors import get_predictor
-
     gold = check_gold(gold)
     frames, skipped = [], {}
     with make_progress(progress, extra=False) as bar:

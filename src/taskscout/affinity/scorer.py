@@ -28,6 +28,8 @@ import copy
 import torch
 from torch import nn
 
+from taskscout.affinity.train import SeededDropout, seeded_linear, torch_generator
+
 
 class BackboneScorerError(ValueError):
     """The backbone cannot host the pair scorer (architecture, segments, positions)."""
@@ -81,6 +83,7 @@ class FrozenPairEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, p_t: torch.Tensor, p_s: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+        """(N, L, H) target and (N, L, H) source prompts -> (N, 2L, H) float32 hidden states."""
         if p_t.shape != p_s.shape or p_t.ndim != 3 or p_t.shape[1] != self.prompt_length:
             raise BackboneScorerError(
                 f"expected two (N, {self.prompt_length}, H) prompt stacks, got "
@@ -109,8 +112,13 @@ class BackboneHead(nn.Module):
     """The trainable top: copies of the backbone's top ``train_layers`` layers, mean pooling
     over the 2L tokens, dropout and a linear map to one z-scored gain.
 
-    ``forward(hidden)``: (B, 2L, H) -> (B,). The linear layer is initialised N(0, 0.02) with a
-    zero bias from a generator seeded with ``seed`` (ensemble members differ by seed).
+    ``forward(hidden)``: (B, 2L, H) -> (B,) z-scored gains. The copied layers start at the
+    backbone's weights (no random draw); the linear layer is initialised N(0, 0.02^2) with a
+    zero bias from the ``"init"`` stream of ``seed`` and the pooled-output dropout (probability
+    ``dropout``) draws from its ``"dropout"`` stream (ensemble members differ by seed). The
+    copied transformer layers keep the backbone's own dropout, which draws from torch's global
+    generator: :func:`taskscout.affinity.train.fit_head` seeds and restores that generator
+    around training, so a fit stays reproducible.
     """
 
     def __init__(self, encoder: nn.Module, train_layers: int, seed: int, dropout: float = 0.1):
@@ -119,14 +127,11 @@ class BackboneHead(nn.Module):
         self.layers = nn.ModuleList(copy.deepcopy(layers[len(layers) - train_layers :]))
         self.layers.requires_grad_(True)
         hidden = encoder.config.hidden_size
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden, 1)
-        gen = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            self.out.weight.copy_(torch.randn(self.out.weight.shape, generator=gen) * 0.02)
-            self.out.bias.zero_()
+        self.dropout = SeededDropout(dropout, seed)
+        self.out = seeded_linear(hidden, 1, torch_generator(seed, "init"), std=0.02)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, 2L, H) hidden states of :class:`FrozenPairEncoder` -> (B,) z-scored gains."""
         h = hidden
         for layer in self.layers:
             h = _run_layer(layer, h)
