@@ -290,3 +290,22 @@ def test_readers_raise_only_evaluation_input_error(tmp_path_factory, data):
                 scores[["target", "source"]].assign(gain=1.0).drop_duplicates(["target", "source"]),
                 scores,
             )
+
+
+def test_readme_workflow_scores_with_the_random_predictor(tmp_path):
+    """README: `taskscout predict ... --out scores.csv` (predictors 'all' include the
+    registered `random`) then `taskscout evaluate --gold gold.csv --scores scores.csv`; the
+    engine used to fail with "predictor name 'random' is reserved"."""
+    from taskscout.evaluation.longform import RANDOM_BASELINE
+    from taskscout.evaluation.report import evaluate_files, summary_markdown
+
+    gold = _gold_frame()
+    scores = _scores_frame(gold).replace({"predictor": {"flat": "random"}})
+    gold.to_csv(tmp_path / "gold.csv", index=False)
+    scores.to_csv(tmp_path / "scores.csv", index=False)
+    result = evaluate_files(tmp_path / "gold.csv", [tmp_path / "scores.csv"])
+    assert list(result.summary.index) == ["oracle", "random", RANDOM_BASELINE]
+    assert result.summary.loc["random", "n_targets"] == 3
+    assert result.summary.loc[RANDOM_BASELINE, "spearman"] == 0.0
+    table = summary_markdown(result.summary)
+    assert "| random |" in table and f"| {RANDOM_BASELINE} |" in table
