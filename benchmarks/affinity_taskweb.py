@@ -52,7 +52,8 @@ from taskscout.evaluation.external import (
     load_taskweb_gold,
     load_taskweb_predictors,
 )
-from taskscout.evaluation.metrics import evaluate_long, read_gold_csv
+from taskscout.evaluation.files import read_gold_csv
+from taskscout.evaluation.longform import evaluate_long
 from taskscout.evaluation.report import summary_markdown, summary_records
 from taskscout.predictors import Pool
 from taskscout.predictors.base import TUPATE_METHODS

@@ -23,7 +23,7 @@ from taskscout.evaluation.external import (
     load_taskweb_gold,
     load_taskweb_predictors,
 )
-from taskscout.evaluation.metrics import evaluate_long
+from taskscout.evaluation.longform import evaluate_long
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"

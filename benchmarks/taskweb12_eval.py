@@ -45,7 +45,7 @@ from taskscout.evaluation.external import (
     load_taskweb_gold,
     load_taskweb_predictors,
 )
-from taskscout.evaluation.metrics import evaluate_long
+from taskscout.evaluation.longform import evaluate_long
 from taskscout.evaluation.report import per_target_records, summary_markdown
 from taskscout.predictors import PREDICTORS
 from taskscout.store import RunStore

@@ -41,7 +41,8 @@ from taskscout.evaluation.external import (
     to_our_name,
     to_taskweb_name,
 )
-from taskscout.evaluation.metrics import evaluate_long, ndcg_rank
+from taskscout.evaluation.longform import evaluate_long
+from taskscout.evaluation.metrics import ndcg_rank
 from taskscout.evaluation.report import per_target_records, summary_markdown, summary_records
 
 REPO = Path(__file__).resolve().parents[1]

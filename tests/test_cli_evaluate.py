@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from taskscout.cli import app
+from taskscout.evaluation.longform import RANDOM_BASELINE
 
 FIXTURE = Path(__file__).parent / "fixtures" / "taskweb_small"
 runner = CliRunner()
@@ -78,7 +79,7 @@ def test_table_lists_every_predictor_and_random(files):
         ],
     )
     assert result.exit_code == 0, result.output
-    for name in ("p1", "p2", "cosine", "random"):
+    for name in ("p1", "p2", "cosine", RANDOM_BASELINE):
         assert name in result.stdout
     assert "rank_of_best ↓" in result.stdout
     assert "regret@1 ↓" in result.stdout
@@ -92,14 +93,14 @@ def test_json_summary_and_per_target(files):
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert set(payload["summary"]) == {"p1", "p2", "random"}
+    assert set(payload["summary"]) == {"p1", "p2", RANDOM_BASELINE}
     assert payload["summary"]["p1"]["n_targets"] == 2
     assert payload["summary"]["p1"]["rank_of_best"] == 1.0  # p1 is perfect
     assert payload["summary"]["p1"]["ndcg_rank"] == pytest.approx(1.0)
-    assert payload["summary"]["random"]["rank_of_best"] == 2.0  # (3 + 1) / 2
+    assert payload["summary"][RANDOM_BASELINE]["rank_of_best"] == 2.0  # (3 + 1) / 2
     rows = payload["per_target"]
     assert len(rows) == 6  # 3 predictors x 2 targets
-    assert {(r["predictor"], r["target"]) for r in rows} >= {("p2", "t1"), ("random", "t2")}
+    assert {(r["predictor"], r["target"]) for r in rows} >= {("p2", "t1"), (RANDOM_BASELINE, "t2")}
     p2_t1 = next(r for r in rows if r["predictor"] == "p2" and r["target"] == "t1")
     assert p2_t1["rank_of_best"] == 3.0 and p2_t1["n_sources"] == 3
 
@@ -184,7 +185,7 @@ def test_wide_gold_matrix(tmp_path, files):
         app, ["evaluate", "--gold", files["gold.csv"], "--scores", files["scores.csv"], "--json"]
     )
     long_summary = json.loads(long_result.stdout)["summary"]
-    for predictor in ("p1", "p2", "random"):
+    for predictor in ("p1", "p2", RANDOM_BASELINE):
         for key, value in long_summary[predictor].items():
             assert wide_summary[predictor][key] == pytest.approx(value), (predictor, key)
     # without naming the row, "base" is not a no-transfer alias
@@ -226,11 +227,13 @@ def test_taskweb_gold_and_predictors():
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert set(payload["summary"]) == {"taskshop_roe", "llm_similarity_davinci003", "random"}
-    assert payload["summary"]["random"]["n_targets"] == 3
+    assert set(payload["summary"]) == {"taskshop_roe", "llm_similarity_davinci003", RANDOM_BASELINE}
+    assert payload["summary"][RANDOM_BASELINE]["n_targets"] == 3
     assert any("left out" in w for w in payload["warnings"])  # the story_cloze rows
     table = runner.invoke(app, args)
-    assert table.exit_code == 0 and "taskshop_roe" in table.stdout and "random" in table.stdout
+    assert (
+        table.exit_code == 0 and "taskshop_roe" in table.stdout and RANDOM_BASELINE in table.stdout
+    )
     sub = runner.invoke(app, [*args, "--tasks", "rte,cosmos_qa,squad_v2", "--json"])
     assert sub.exit_code == 0, sub.output
     rows = json.loads(sub.stdout)["per_target"]

@@ -20,7 +20,8 @@ from taskscout.evaluation.external import (
     to_our_name,
     to_taskweb_name,
 )
-from taskscout.evaluation.metrics import evaluate_long, ndcg_rank
+from taskscout.evaluation.longform import RANDOM_BASELINE, evaluate_long
+from taskscout.evaluation.metrics import ndcg_rank
 
 FIXTURE = Path(__file__).parent / "fixtures" / "taskweb_small"
 PAIRS = FIXTURE / "pairs.csv"
@@ -146,7 +147,7 @@ def test_gold_and_predictors_evaluate_together():
     gold = load_taskweb_gold(PAIRS, setting="finetune:roberta")
     pred = load_taskweb_predictors(PREDICTORS).merge(gold[["target", "source"]])
     per_target, summary = evaluate_long(gold, pred)
-    assert list(summary.index) == ["taskshop_roe", "llm_similarity_davinci003", "random"]
+    assert list(summary.index) == ["taskshop_roe", "llm_similarity_davinci003", RANDOM_BASELINE]
     assert (summary["n_targets"] == 3).all()
     # rte: cosmos_qa is the best source (11 %); taskshop_roe puts boolq first, llm boolq too
     row = per_target[(per_target["predictor"] == "taskshop_roe") & (per_target["target"] == "rte")]

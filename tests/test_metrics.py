@@ -7,7 +7,6 @@ import math
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +15,6 @@ from taskscout.evaluation.metrics import (
     HIGHER_IS_BETTER,
     METRIC_INPUT,
     METRICS,
-    evaluate_long,
     evaluate_target,
     gain_at_k,
     higher_is_better,
@@ -27,8 +25,6 @@ from taskscout.evaluation.metrics import (
     random_expectation,
     random_target,
     rank_of_best,
-    read_gold_csv,
-    read_scores_csv,
     regret_at_k,
     spearman,
 )
@@ -586,224 +582,3 @@ def test_evaluate_target_keys_and_values():
         evaluate_target(s, g, [1, 2])
     with pytest.raises(ValueError, match="duplicates"):
         evaluate_target(s, g, ks=(1, 1))
-
-
-# --------------------------------------------------------------------------------------------
-# evaluate_long
-# --------------------------------------------------------------------------------------------
-def _gold_frame() -> pd.DataFrame:
-    rows = []
-    gains = {
-        "t1": {"a": 1.0, "b": 3.0, "c": -1.0, "d": 0.5},
-        "t2": {"a": 0.0, "b": -2.0, "c": 2.0, "d": 1.0},
-        "t3": {"a": 4.0, "b": 1.0, "c": 1.0, "d": -3.0},
-    }
-    for t, by_source in gains.items():
-        for s, g in by_source.items():
-            rows.append({"target": t, "source": s, "gain": g, "performance": 60.0 + g})
-    return pd.DataFrame(rows)
-
-
-def _scores_frame(gold: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for r in gold.itertuples():
-        rows.append(
-            {"target": r.target, "source": r.source, "predictor": "oracle", "score": r.gain}
-        )
-        # "flat" is constant on t2 -> spearman/pearson NaN there
-        flat = 0.0 if r.target == "t2" else {"a": 0.3, "b": 0.1, "c": 0.4, "d": 0.2}[r.source]
-        rows.append({"target": r.target, "source": r.source, "predictor": "flat", "score": flat})
-    return pd.DataFrame(rows)
-
-
-def test_evaluate_long_end_to_end():
-    gold = _gold_frame()
-    scores = _scores_frame(gold).sample(frac=1.0, random_state=0)  # order must not matter
-    per_target, summary = evaluate_long(gold, scores)
-    assert list(per_target.columns[:3]) == ["predictor", "target", "n_sources"]
-    assert len(per_target) == 3 * 3  # (oracle, flat, random) x 3 targets
-    assert list(pd.unique(per_target["predictor"]))[-1] == "random"
-    assert (per_target["n_sources"] == 4).all()
-    table = per_target.set_index(["predictor", "target"])
-    for predictor, target in table.index:
-        g_t = gold[gold["target"] == target].reset_index(drop=True)
-        if predictor == "random":
-            expected = random_target(g_t["gain"], g_t["performance"])
-        else:
-            sc = scores[(scores.predictor == predictor) & (scores.target == target)]
-            sc = sc.set_index("source").loc[g_t["source"], "score"].to_numpy()
-            expected = evaluate_target(sc, g_t["gain"], g_t["performance"])
-        for key, value in expected.items():
-            assert same(table.loc[(predictor, target), key], value), (predictor, target, key)
-    oracle = per_target[per_target.predictor == "oracle"]
-    assert (oracle["rank_of_best"] == 1.0).all()
-    assert np.allclose(oracle["ndcg_rank"], 1.0)
-    assert np.allclose(oracle["regret@1"], 0.0)
-    # summary: means over targets, NaN-skipping, counts
-    # predictors in order of first appearance in scores, then the random baseline
-    assert list(summary.index) == [*pd.unique(scores["predictor"]), "random"]
-    assert summary.loc["oracle", "n_targets"] == 3 and summary.loc["oracle", "n_nan"] == 0
-    assert summary.loc["flat", "n_nan"] == 1
-    flat = per_target[per_target.predictor == "flat"].set_index("target")
-    assert math.isnan(flat.loc["t2", "spearman"])
-    assert summary.loc["flat", "spearman"] == pytest.approx(
-        (flat.loc["t1", "spearman"] + flat.loc["t3", "spearman"]) / 2
-    )
-    assert summary.loc["flat", "gain@1"] == pytest.approx(flat["gain@1"].mean())
-    # flat on t2 is constant: gain@1 = mean of t2's gains (random pick) = 0.25
-    assert flat.loc["t2", "gain@1"] == pytest.approx(0.25)
-    assert summary.loc["random", "spearman"] == 0.0
-
-
-def test_evaluate_long_without_performance():
-    gold = _gold_frame().drop(columns="performance")
-    per_target, summary = evaluate_long(gold, _scores_frame(gold), ks=(2,))
-    assert "ndcg_perf" not in per_target and "regret@2" not in per_target
-    assert list(summary.columns) == [
-        "rank_of_best",
-        "ndcg_rank",
-        "spearman",
-        "pearson",
-        "gain@2",
-        "n_targets",
-        "n_nan",
-    ]
-
-
-def test_evaluate_long_self_pairs_and_small_targets_warn():
-    gold = _gold_frame()
-    scores = _scores_frame(gold)
-    # a self pair in both frames; t4 with a single source
-    extra_gold = pd.DataFrame(
-        [
-            {"target": "t1", "source": "t1", "gain": 9.0, "performance": 69.0},
-            {"target": "t4", "source": "a", "gain": 1.0, "performance": 61.0},
-        ]
-    )
-    extra_scores = pd.DataFrame(
-        [
-            {"target": "t1", "source": "t1", "predictor": "oracle", "score": 1.0},
-            {"target": "t4", "source": "a", "predictor": "oracle", "score": 1.0},
-            {"target": "t4", "source": "a", "predictor": "flat", "score": 1.0},
-        ]
-    )
-    with pytest.warns(UserWarning) as record:
-        per_target, _ = evaluate_long(
-            pd.concat([gold, extra_gold]), pd.concat([scores, extra_scores])
-        )
-    messages = " | ".join(str(w.message) for w in record)
-    assert "target == source" in messages
-    assert "fewer than 2 sources" in messages and "t4" in messages
-    assert set(per_target["target"]) == {"t1", "t2", "t3"}
-    assert (per_target["n_sources"] == 4).all()
-
-
-def _expect_error(gold, scores, match):
-    with pytest.raises(ValueError, match=match):
-        evaluate_long(gold, scores)
-
-
-def test_evaluate_long_validation():
-    gold = _gold_frame()
-    scores = _scores_frame(gold)
-    _expect_error(gold.drop(columns="gain"), scores, r"gold is missing column\(s\) \['gain'\]")
-    _expect_error(gold, scores.drop(columns="predictor"), r"scores is missing column")
-    _expect_error(pd.concat([gold, gold.iloc[[0]]]), scores, "gold has duplicate")
-    _expect_error(gold, pd.concat([scores, scores.iloc[[0]]]), "scores has duplicate")
-    stray = pd.DataFrame([{"target": "t1", "source": "zzz", "predictor": "oracle", "score": 0}])
-    _expect_error(gold, pd.concat([scores, stray]), r"not in gold.*zzz")
-    unknown = pd.DataFrame([{"target": "tX", "source": "a", "predictor": "oracle", "score": 0}])
-    _expect_error(gold, pd.concat([scores, unknown]), r"target\(s\) not in gold.*tX")
-    lacking = scores[
-        ~((scores.predictor == "flat") & (scores.target == "t3") & (scores.source == "c"))
-    ]
-    _expect_error(gold, lacking, r"missing score.*'flat'.*'t3'.*'c'")
-    nan_gold = gold.copy()
-    nan_gold.loc[2, "gain"] = np.nan
-    _expect_error(nan_gold, scores, r"gold column 'gain' must be finite")
-    nan_scores = scores.copy()
-    nan_scores.loc[0, "score"] = np.nan
-    _expect_error(gold, nan_scores, r"scores column 'score' must be finite")
-    reserved = scores.replace({"predictor": {"flat": "random"}})
-    _expect_error(gold, reserved, "reserved")
-    bad_perf = gold.copy()
-    bad_perf.loc[bad_perf.target == "t2", "performance"] = 0.0
-    _expect_error(bad_perf, scores, r"target 't2'.*performance > 0|target 't2'.*ideal DCG")
-
-
-# --------------------------------------------------------------------------------------------
-# CSV readers
-# --------------------------------------------------------------------------------------------
-def test_read_gold_csv_long(tmp_path):
-    path = tmp_path / "gold.csv"
-    path.write_text("target,source,gain,performance,note\nt1,a,1.5,71.5,x\nt1,b,-0.5,69.5,y\n")
-    df = read_gold_csv(path)
-    assert list(df.columns) == ["target", "source", "gain", "performance"]
-    assert df["gain"].tolist() == [1.5, -0.5]
-    path.write_text("target,source,gain\n1,2,0.1\n1,3,0.2\n")
-    df = read_gold_csv(path)
-    assert df["target"].tolist() == ["1", "1"]  # names stay strings
-    path.write_text("target,source,gain\nt1,a,0.1\nt1,b,\n")
-    with pytest.raises(ValueError, match=r"gold\.csv.*gain.*missing/NaN.*\[3\]"):
-        read_gold_csv(path)
-    path.write_text("target,source,gain\nt1,a,0.1\nt1,b,abc\n")
-    with pytest.raises(ValueError, match=r"gold\.csv.*not a number.*'abc'"):
-        read_gold_csv(path)
-    path.write_text("target,source,gain\nt1,a,0.1\nt1,a,0.2\n")
-    with pytest.raises(ValueError, match=r"gold\.csv.*duplicate"):
-        read_gold_csv(path)
-
-
-def test_read_gold_csv_wide(tmp_path):
-    path = tmp_path / "matrix.csv"
-    # cells: target score after transfer from the row's source; the diagonal is empty
-    path.write_text("source,t1,t2\nnone,70.0,50.0\nt1,,53.0\nt2,68.0,\nc,72.5,49.0\n")
-    df = read_gold_csv(path)
-    df = df.set_index(["target", "source"])
-    assert sorted(df.index) == [("t1", "c"), ("t1", "t2"), ("t2", "c"), ("t2", "t1")]
-    assert df.loc[("t1", "t2"), "gain"] == pytest.approx(-2.0)
-    assert df.loc[("t1", "c"), "gain"] == pytest.approx(2.5)
-    assert df.loc[("t2", "t1"), "gain"] == pytest.approx(3.0)
-    assert df.loc[("t2", "c"), "performance"] == pytest.approx(49.0)
-    # aliases and a custom name
-    path.write_text("task,t1\nBaseline,10\na,12\n")
-    assert read_gold_csv(path)["gain"].tolist() == [2.0]
-    path.write_text("task,t1\nscratch,10\na,12\n")
-    assert read_gold_csv(path, no_transfer_row="scratch")["gain"].tolist() == [2.0]
-    with pytest.raises(ValueError, match=r"matrix\.csv.*no-transfer row"):
-        read_gold_csv(path)
-    # malformed input
-    path.write_text("source,t1\nnone,\na,12\n")
-    with pytest.raises(ValueError, match=r"matrix\.csv.*'t1' has no no-transfer value"):
-        read_gold_csv(path)
-    path.write_text("source,t1\nnone,1\na,x1\n")
-    with pytest.raises(ValueError, match=r"matrix\.csv.*not a number"):
-        read_gold_csv(path)
-    path.write_text("source,t1,t1\nnone,1,2\na,3,4\n")
-    with pytest.raises(ValueError, match=r"matrix\.csv.*duplicate column"):
-        read_gold_csv(path)
-    path.write_text("")
-    with pytest.raises(ValueError, match=r"matrix\.csv.*empty"):
-        read_gold_csv(path)
-
-
-def test_read_scores_csv_and_roundtrip(tmp_path):
-    gold = _gold_frame()
-    scores = _scores_frame(gold)
-    gold.to_csv(tmp_path / "gold.csv", index=False)
-    scores.to_csv(tmp_path / "scores.csv", index=False)
-    per_a, sum_a = evaluate_long(
-        read_gold_csv(tmp_path / "gold.csv"), read_scores_csv(tmp_path / "scores.csv")
-    )
-    per_b, sum_b = evaluate_long(gold, scores)
-    pd.testing.assert_frame_equal(sum_a, sum_b)
-    # no predictor column: the file stem names the predictor
-    one = scores[scores.predictor == "oracle"].drop(columns="predictor")
-    one.to_csv(tmp_path / "my_pred.csv", index=False)
-    assert set(read_scores_csv(tmp_path / "my_pred.csv")["predictor"]) == {"my_pred"}
-    (tmp_path / "bad.csv").write_text("target,source,predictor,score\nt,a,p,\n")
-    with pytest.raises(ValueError, match=r"bad\.csv.*score.*missing"):
-        read_scores_csv(tmp_path / "bad.csv")
-    (tmp_path / "bad.csv").write_text("target,predictor,score\nt,p,1\n")
-    with pytest.raises(ValueError, match=r"bad\.csv.*missing column.*source"):
-        read_scores_csv(tmp_path / "bad.csv")

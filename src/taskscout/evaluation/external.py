@@ -8,7 +8,7 @@ flattened to CSV (see that folder's README):
 * ``pairs.csv``: ``target, source, setting, avg_pct_change, prop_positive, combined_score``;
 * ``released_predictor_scores.csv``: ``target, source, predictor, score``.
 
-This module turns them into the long-form frames of :mod:`taskscout.evaluation.metrics`
+This module turns them into the long-form frames of :mod:`taskscout.evaluation.longform`
 (:func:`load_taskweb_gold`, :func:`load_taskweb_predictors`), with TaskWeb's task names mapped
 to ours (:data:`TASKWEB_TO_OURS`), and re-implements TaskWeb's own NDCG
 (:func:`taskweb_ndcg`) independently of :func:`~taskscout.evaluation.metrics.ndcg_rank`, so

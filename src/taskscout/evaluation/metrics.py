@@ -19,37 +19,31 @@ Conventions shared by all metrics
 * **Random baseline**: :func:`random_expectation` gives the expectation of each metric over
   uniformly random rankings, exactly (closed forms for every built-in metric).
 
-Table-level helpers: :func:`evaluate_target`, :func:`random_target`, :func:`evaluate_long`
-(long-form gold/score frames to per-target and summary tables), :func:`read_gold_csv`,
-:func:`read_scores_csv`.
+Per-target helpers: :func:`evaluate_target` (every metric for one target) and
+:func:`random_target` (their exact random-ranking expectations). Long-form tables over many
+targets and predictors are :mod:`taskscout.evaluation.longform`; reading gold/score files is
+:mod:`taskscout.evaluation.files`.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import re
-import warnings
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 from scipy import stats
 
 __all__ = [
-    "GOLD_COLUMNS",
     "HIGHER_IS_BETTER",
     "METRICS",
     "METRIC_INPUT",
-    "NO_TRANSFER_ALIASES",
-    "RANDOM_PREDICTOR",
-    "SCORE_COLUMNS",
-    "evaluate_long",
+    "check_ks",
     "evaluate_target",
     "gain_at_k",
     "higher_is_better",
+    "metric_keys",
     "ndcg_perf",
     "ndcg_rank",
     "parse_metric_key",
@@ -57,18 +51,12 @@ __all__ = [
     "random_expectation",
     "random_target",
     "rank_of_best",
-    "read_gold_csv",
-    "read_scores_csv",
     "regret_at_k",
     "spearman",
 ]
 
 Ties = Literal["optimistic", "average", "pessimistic"]
 
-GOLD_COLUMNS = ("target", "source", "gain")
-SCORE_COLUMNS = ("target", "source", "predictor", "score")
-RANDOM_PREDICTOR = "random"
-NO_TRANSFER_ALIASES = ("none", "no_transfer", "baseline")
 _MIN_DRAWS = 1000
 
 
@@ -489,14 +477,19 @@ def _monte_carlo(fn, values: np.ndarray, kwargs: dict, n_draws: int, seed: int) 
 # --------------------------------------------------------------------------------------------
 # one target, all metrics
 # --------------------------------------------------------------------------------------------
-def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:
+def check_ks(ks: Iterable[int]) -> tuple[int, ...]:
+    """The k values of ``regret@k``/``gain@k`` as a tuple of ints; ``ValueError`` unless every
+    k is an integer >= 1 and none repeats."""
     out = tuple(_check_k(k) for k in ks)
     if len(set(out)) != len(out):
         raise ValueError(f"ks has duplicates: {out}")
     return out
 
 
-def _metric_keys(has_performance: bool, ks: Sequence[int]) -> list[str]:
+def metric_keys(has_performance: bool, ks: Sequence[int]) -> list[str]:
+    """The table keys of :func:`evaluate_target`, in order: ``rank_of_best, ndcg_rank,
+    [ndcg_perf], spearman, pearson, [regret@k...], gain@k...`` (bracketed: only with
+    performance)."""
     keys = ["rank_of_best", "ndcg_rank"]
     if has_performance:
         keys.append("ndcg_perf")
@@ -515,7 +508,7 @@ def evaluate_target(scores, gains, performance=None, ks: Iterable[int] = (1, 3))
     [``regret@k`` for k in ``ks``], ``gain@k`` for k in ``ks``. Bracketed keys only when
     ``performance`` is given.
     """
-    ks = _check_ks(ks)
+    ks = check_ks(ks)
     s, g = _check_pair(scores, gains, "gains")
     out: dict[str, float] = {
         "rank_of_best": rank_of_best(s, g),
@@ -538,343 +531,12 @@ def evaluate_target(scores, gains, performance=None, ks: Iterable[int] = (1, 3))
 def random_target(gains, performance=None, ks: Iterable[int] = (1, 3)) -> dict:
     """The random-ranking expectation (:func:`random_expectation`, exact) of every key of
     :func:`evaluate_target`, same keys and order."""
-    ks = _check_ks(ks)
+    ks = check_ks(ks)
     g = _as_1d(gains, "gains")
     m = None
     if performance is not None:
         _, m = _check_pair(g, performance, "performance")
     return {
         key: random_expectation(key, gains=g, performance=m)
-        for key in _metric_keys(m is not None, ks)
+        for key in metric_keys(m is not None, ks)
     }
-
-
-# --------------------------------------------------------------------------------------------
-# long-form tables
-# --------------------------------------------------------------------------------------------
-def _require_columns(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"{what} must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"{what} is missing column(s) {missing}; expected {list(columns)}, "
-            f"got {list(df.columns)}"
-        )
-
-
-def _examples(df: pd.DataFrame, cols: Sequence[str], limit: int = 5) -> str:
-    """The first ``limit`` distinct combinations of ``cols`` in ``df``, for error messages."""
-    distinct = df[list(cols)].drop_duplicates()
-    rows = distinct.head(limit).itertuples(index=False)
-    text = "; ".join(
-        ", ".join(f"{c}={v!r}" for c, v in zip(cols, row, strict=True)) for row in rows
-    )
-    more = len(distinct) - limit
-    return text + (f" (and {more} more)" if more > 0 else "")
-
-
-def _check_no_duplicates(df: pd.DataFrame, keys: Sequence[str], what: str) -> None:
-    dup = df.duplicated(list(keys), keep=False)
-    if dup.any():
-        raise ValueError(
-            f"{what} has duplicate ({', '.join(keys)}) rows: {_examples(df[dup], keys)}"
-        )
-
-
-def _check_numeric(df: pd.DataFrame, col: str, keys: Sequence[str], what: str) -> pd.DataFrame:
-    values = pd.to_numeric(df[col], errors="coerce")
-    bad = ~np.isfinite(values.to_numpy(dtype=float))
-    if bad.any():
-        raise ValueError(
-            f"{what} column {col!r} must be finite numbers; bad values at "
-            f"{_examples(df[bad], keys)}"
-        )
-    df = df.copy()
-    df[col] = values.astype(float)
-    return df
-
-
-def _drop_self_pairs(df: pd.DataFrame, what: str) -> pd.DataFrame:
-    self_pair = df["target"] == df["source"]
-    if self_pair.any():
-        warnings.warn(
-            f"dropping {int(self_pair.sum())} {what} row(s) with target == source "
-            f"({_examples(df[self_pair], ['target'])})",
-            UserWarning,
-            stacklevel=3,
-        )
-        df = df[~self_pair]
-    return df
-
-
-def evaluate_long(
-    gold: pd.DataFrame, scores: pd.DataFrame, ks: Iterable[int] = (1, 3)
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evaluate every predictor on every target from long-form tables.
-
-    Parameters
-    ----------
-    gold
-        Columns ``target, source, gain`` and optionally ``performance`` (absolute target
-        score after transfer; enables ``ndcg_perf`` and ``regret@k``).
-    scores
-        Columns ``target, source, predictor, score`` (higher = predicted more helpful).
-    ks
-        The k of ``regret@k`` and ``gain@k``.
-
-    Returns
-    -------
-    per_target
-        One row per (predictor, target): columns ``predictor, target, n_sources`` and the
-        metric keys of :func:`evaluate_target`. Includes predictor ``"random"`` (exact
-        random-ranking expectations, :func:`random_target`) as the last predictor.
-    summary
-        Index ``predictor`` (same order): the mean of every metric over targets, skipping NaN
-        (only spearman/pearson can be NaN: constant scores or gains), plus ``n_targets``
-        (targets evaluated) and ``n_nan`` (targets where some metric, i.e. the correlations,
-        was NaN and therefore left out of its mean).
-
-    Validation (``ValueError`` with the offending rows): missing columns; duplicate
-    (target, source) in ``gold`` or (target, source, predictor) in ``scores``; non-finite
-    gain/performance/score; a predictor named ``"random"``; a target in ``scores`` absent
-    from ``gold``; a scored (target, source) pair absent from ``gold``; a gold pair without a
-    score from some predictor. Rows with target == source are dropped from both tables and
-    targets left with fewer than 2 sources are skipped, each with a ``UserWarning``.
-    """
-    ks = _check_ks(ks)
-    _require_columns(gold, GOLD_COLUMNS, "gold")
-    _require_columns(scores, SCORE_COLUMNS, "scores")
-    has_perf = "performance" in gold.columns
-    gold = gold[list(GOLD_COLUMNS) + (["performance"] if has_perf else [])]
-    scores = scores[list(SCORE_COLUMNS)]
-    if scores.empty:
-        raise ValueError("scores has no rows")
-    if gold.empty:
-        raise ValueError("gold has no rows")
-
-    gold = _drop_self_pairs(gold, "gold")
-    scores = _drop_self_pairs(scores, "scores")
-    pair = ["target", "source"]
-    _check_no_duplicates(gold, pair, "gold")
-    _check_no_duplicates(scores, [*pair, "predictor"], "scores")
-    gold = _check_numeric(gold, "gain", pair, "gold")
-    if has_perf:
-        gold = _check_numeric(gold, "performance", pair, "gold")
-    scores = _check_numeric(scores, "score", [*pair, "predictor"], "scores")
-
-    predictors = list(pd.unique(scores["predictor"]))
-    if RANDOM_PREDICTOR in predictors:
-        raise ValueError(f"predictor name {RANDOM_PREDICTOR!r} is reserved for the random baseline")
-    gold_targets = list(pd.unique(gold["target"]))
-    unknown = scores.loc[~scores["target"].isin(set(gold_targets))]
-    if not unknown.empty:
-        raise ValueError(f"scores has target(s) not in gold: {_examples(unknown, ['target'])}")
-    merged = scores.merge(gold[pair], on=pair, how="left", indicator=True)
-    extra = merged[merged["_merge"] == "left_only"]
-    if not extra.empty:
-        raise ValueError(
-            "scores has (target, source) pair(s) not in gold: "
-            f"{_examples(extra, ['predictor', *pair])}"
-        )
-    expected = gold[pair].merge(pd.DataFrame({"predictor": predictors}), how="cross")
-    have = expected.merge(scores, on=[*pair, "predictor"], how="left", indicator=True)
-    lacking = have[have["_merge"] == "left_only"]
-    if not lacking.empty:
-        raise ValueError(
-            "missing score(s) for gold pair(s): " + _examples(lacking, ["predictor", *pair])
-        )
-
-    sizes = gold.groupby("target", sort=False).size()
-    small = [t for t in gold_targets if sizes[t] < 2]
-    if small:
-        warnings.warn(
-            f"skipping {len(small)} target(s) with fewer than 2 sources: {small[:10]}",
-            UserWarning,
-            stacklevel=2,
-        )
-    targets = [t for t in gold_targets if sizes[t] >= 2]
-    if not targets:
-        raise ValueError("no target has 2 or more sources to evaluate")
-
-    keep = set(targets)
-    gold_by_target = {t: df for t, df in gold.groupby("target", sort=False) if t in keep}
-    score_index = scores.set_index([*pair, "predictor"])["score"]
-    rows: list[dict] = []
-    for predictor in [*predictors, RANDOM_PREDICTOR]:
-        for target in targets:
-            g_t = gold_by_target[target]
-            perf = g_t["performance"].to_numpy() if has_perf else None
-            try:
-                if predictor == RANDOM_PREDICTOR:
-                    values = random_target(g_t["gain"].to_numpy(), perf, ks)
-                else:
-                    idx = pd.MultiIndex.from_arrays(
-                        [g_t["target"], g_t["source"], [predictor] * len(g_t)]
-                    )
-                    s = score_index.loc[idx].to_numpy()
-                    values = evaluate_target(s, g_t["gain"].to_numpy(), perf, ks)
-            except ValueError as exc:
-                raise ValueError(f"predictor {predictor!r}, target {target!r}: {exc}") from exc
-            rows.append({"predictor": predictor, "target": target, "n_sources": len(g_t), **values})
-    per_target = pd.DataFrame(rows)
-    metric_cols = _metric_keys(has_perf, ks)
-    grouped = per_target.groupby("predictor", sort=False)
-    summary = grouped[metric_cols].mean()
-    summary["n_targets"] = grouped.size()
-    summary["n_nan"] = grouped[metric_cols].apply(lambda df: int(df.isna().any(axis=1).sum()))
-    summary.index.name = "predictor"
-    return per_target, summary
-
-
-# --------------------------------------------------------------------------------------------
-# CSV readers
-# --------------------------------------------------------------------------------------------
-_MISSING_CELLS = {"", "nan", "na", "n/a", "null"}
-
-
-def _read_str_csv(path: Path) -> pd.DataFrame:
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), None)
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a UTF-8 text CSV file ({exc})") from exc
-    if not header:
-        raise ValueError(f"{path}: empty file (no header row)")
-    names = [h.strip() for h in header]
-    dups = sorted({h for h in names if names.count(h) > 1})
-    if dups:
-        raise ValueError(f"{path}: duplicate column name(s) {dups}")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ValueError(f"{path}: malformed CSV ({exc})") from exc
-    df.columns = names
-    return df
-
-
-def _to_float(series: pd.Series, path: Path, what: str, *, allow_missing: bool) -> pd.Series:
-    """Strings -> floats; missing cells -> NaN (error unless allowed); junk -> error."""
-    text = series.astype(str).str.strip()
-    missing = text.str.lower().isin(_MISSING_CELLS)
-    values = pd.to_numeric(text.where(~missing), errors="coerce")
-    junk = values.isna() & ~missing
-    if junk.any():
-        i = int(np.flatnonzero(junk.to_numpy())[0])
-        raise ValueError(f"{path}: {what} is not a number: {series.iloc[i]!r} (line {i + 2})")
-    if not allow_missing and missing.any():
-        lines = (np.flatnonzero(missing.to_numpy())[:5] + 2).tolist()
-        raise ValueError(f"{path}: {what} has missing/NaN value(s) on line(s) {lines}")
-    if np.isinf(values.to_numpy(dtype=float)).any():
-        raise ValueError(f"{path}: {what} has infinite value(s)")
-    return values.astype(float)
-
-
-def read_gold_csv(path, no_transfer_row: str = "none") -> pd.DataFrame:
-    """Read ground truth as a long-form frame ``target, source, gain[, performance]``.
-
-    Two layouts are recognised:
-
-    * **long**: a header containing ``target, source, gain`` (optionally ``performance``;
-      other columns are ignored). Every gain/performance must be a finite number.
-    * **wide matrix**: first column = source names, every other column = a target; a cell is
-      the target's score after transfer from that row's source. One row, named
-      ``no_transfer_row`` (default ``"none"``; with the default, ``"no_transfer"`` and
-      ``"baseline"`` are accepted too; case-insensitive), holds each target's no-transfer
-      score. Output: ``gain = cell - no_transfer``, ``performance = cell``. Empty cells (e.g.
-      the diagonal) mean "not measured" and are skipped; a target column with measurements
-      needs a no-transfer value.
-
-    Names are read as strings. ``ValueError`` naming the file for malformed input.
-    """
-    path = Path(path)
-    df = _read_str_csv(path)
-    if set(GOLD_COLUMNS) <= set(df.columns):
-        cols = list(GOLD_COLUMNS) + (["performance"] if "performance" in df.columns else [])
-        out = df[cols].copy()
-        for col in ("target", "source"):
-            out[col] = out[col].str.strip()
-            if (out[col] == "").any():
-                raise ValueError(f"{path}: empty {col} name")
-        for col in cols[2:]:
-            out[col] = _to_float(out[col], path, col, allow_missing=False)
-        dup = out.duplicated(["target", "source"], keep=False)
-        if dup.any():
-            raise ValueError(
-                f"{path}: duplicate (target, source) rows: "
-                f"{_examples(out[dup], ['target', 'source'])}"
-            )
-        return out.reset_index(drop=True)
-
-    if len(df.columns) < 2:
-        raise ValueError(
-            f"{path}: neither long form (columns {list(GOLD_COLUMNS)}) nor a wide matrix "
-            "(source column + target columns)"
-        )
-    source_col = df.columns[0]
-    sources = df[source_col].astype(str).str.strip()
-    if sources.duplicated().any():
-        dups = sorted(set(sources[sources.duplicated()]))
-        raise ValueError(f"{path}: duplicate source row(s) {dups}")
-    wanted = [no_transfer_row]
-    if no_transfer_row == "none":
-        wanted += [a for a in NO_TRANSFER_ALIASES if a != "none"]
-    lowered = sources.str.lower()
-    base_mask = lowered.isin({w.lower() for w in wanted})
-    if base_mask.sum() == 0:
-        raise ValueError(
-            f"{path}: wide matrix without a no-transfer row (a first-column entry named one "
-            f"of {wanted}); for long form the header must contain {list(GOLD_COLUMNS)}, "
-            f"got {list(df.columns)}"
-        )
-    if base_mask.sum() > 1:
-        raise ValueError(f"{path}: several no-transfer rows: {list(sources[base_mask])}")
-    targets = list(df.columns[1:])
-    if any(t == "" for t in targets):
-        raise ValueError(f"{path}: empty target column name")
-    base_row = int(np.flatnonzero(base_mask.to_numpy())[0])
-    records = []
-    for target in targets:
-        values = _to_float(df[target], path, f"column {target!r}", allow_missing=True)
-        base = values.iloc[base_row]
-        measured = values.notna().to_numpy() & ~base_mask.to_numpy()
-        if not measured.any():
-            continue
-        if math.isnan(base):
-            raise ValueError(f"{path}: target {target!r} has no no-transfer value")
-        for i in np.flatnonzero(measured):
-            cell = float(values.iloc[i])
-            records.append((target, sources.iloc[i], cell - base, cell))
-    if not records:
-        raise ValueError(f"{path}: wide matrix without any measured (target, source) cell")
-    return pd.DataFrame(records, columns=[*GOLD_COLUMNS, "performance"])
-
-
-def read_scores_csv(path) -> pd.DataFrame:
-    """Read predictor scores as a long-form frame ``target, source, predictor, score``.
-
-    If the file has no ``predictor`` column, the file's stem is used as the predictor name.
-    Other columns are ignored; names are read as strings; every score must be a finite
-    number; (target, source, predictor) must be unique. ``ValueError`` naming the file.
-    """
-    path = Path(path)
-    df = _read_str_csv(path)
-    required = [c for c in SCORE_COLUMNS if c != "predictor"]
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"{path}: missing column(s) {missing}; expected {list(SCORE_COLUMNS)}, "
-            f"got {list(df.columns)}"
-        )
-    out = df[[c for c in SCORE_COLUMNS if c in df.columns]].copy()
-    if "predictor" not in out.columns:
-        out["predictor"] = path.stem
-    out = out[list(SCORE_COLUMNS)]
-    for col in ("target", "source", "predictor"):
-        out[col] = out[col].astype(str).str.strip()
-    out["score"] = _to_float(out["score"], path, "score", allow_missing=False)
-    keys = ["target", "source", "predictor"]
-    dup = out.duplicated(keys, keep=False)
-    if dup.any():
-        raise ValueError(f"{path}: duplicate {tuple(keys)} rows: {_examples(out[dup], keys)}")
-    return out.reset_index(drop=True)

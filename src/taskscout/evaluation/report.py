@@ -1,5 +1,7 @@
-"""Presentation of :func:`~taskscout.evaluation.metrics.evaluate_long` results: column headers
-with the direction of each metric, JSON-safe records and markdown tables."""
+"""Presentation of :func:`~taskscout.evaluation.longform.evaluate_long` results: column headers
+with the direction of each metric, JSON-safe records and markdown tables; and
+:func:`evaluate_files`, gold and score files to those results (the engine of
+``taskscout evaluate``)."""
 
 from __future__ import annotations
 
@@ -16,13 +18,9 @@ from taskscout.evaluation.external import (
     load_taskweb_predictors,
     parse_tasks,
 )
-from taskscout.evaluation.metrics import (
-    evaluate_long,
-    higher_is_better,
-    parse_metric_key,
-    read_gold_csv,
-    read_scores_csv,
-)
+from taskscout.evaluation.files import read_gold_csv, read_scores_csv
+from taskscout.evaluation.longform import RANDOM_BASELINE, evaluate_long
+from taskscout.evaluation.metrics import higher_is_better, parse_metric_key
 
 __all__ = [
     "LOWER_MARK",
@@ -107,13 +105,14 @@ def summary_markdown(
     summary: pd.DataFrame, digits: int = 4, bold_best: bool = True, columns: Sequence[str] = ()
 ) -> str:
     """A GitHub markdown table of an ``evaluate_long`` summary: one row per predictor (the
-    random row included), metric columns marked ↓ where lower is better, then ``n_targets``
-    and ``n_nan``. With ``bold_best`` the best non-random value of each metric is bold."""
+    random-baseline row included), metric columns marked ↓ where lower is better, then
+    ``n_targets`` and ``n_nan``. With ``bold_best`` the best value of each metric among the
+    rows other than :data:`~taskscout.evaluation.longform.RANDOM_BASELINE` is bold."""
     df = summary if not columns else summary[list(columns)]
     metrics = [c for c in df.columns if is_metric(str(c))]
     best: dict[str, float] = {}
     if bold_best:
-        real = df.drop(index=[i for i in df.index if i == "random"])
+        real = df.drop(index=[i for i in df.index if i == RANDOM_BASELINE])
         for col in metrics:
             values = real[col].dropna()
             if len(values) > 1:
