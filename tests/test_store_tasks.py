@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from taskscout.store import RunStore, StoreError
 
@@ -64,3 +65,18 @@ def test_source_survives_reopening(tmp_path: Path):
         s.put_task("data", SPEC, "fp1", 10, 5, source="catalog:/pools/demo")
     with RunStore(root, create=False) as s, pytest.raises(StoreError, match="another name"):
         s.check_task_source("data", "/home/me/data")
+
+
+def test_backbones_lists_those_with_complete_runs(store: RunStore):
+    from taskscout.store import RunRecord
+
+    assert store.backbones() == set()
+    for i, (backbone, ok) in enumerate([("b1", True), ("b2", True), ("b3", False)]):
+        rec = RunRecord(
+            run_id=f"r{i}", task="t", backbone=backbone, method="lora", seed=0, config={"i": i}
+        )
+        if ok:
+            store.save_run(rec, {"early": ({"w": torch.zeros(2)}, 0, 1.0)})
+        else:
+            store.record_failure(rec, "boom")
+    assert store.backbones() == {"b1", "b2"}

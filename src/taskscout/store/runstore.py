@@ -356,6 +356,13 @@ class RunStore:
         ).fetchall()
         return {r[0] for r in rows}
 
+    def backbones(self) -> set[str]:
+        """The backbones of the complete runs in the store."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT backbone FROM runs WHERE status = 'complete'"
+        ).fetchall()
+        return {r[0] for r in rows}
+
     def task_summaries(self) -> dict[str, dict]:
         """task -> ``{"num_train", "num_dev", "family"}`` for every task record, without
         parsing each spec in Python."""

@@ -44,11 +44,6 @@ class TransferTable:
     def __init__(self, store: RunStore):
         self.store = store
 
-    @property
-    def db(self) -> RunStore:
-        """The store this table belongs to (older name of :attr:`store`)."""
-        return self.store
-
     @staticmethod
     def _from_row(row: sqlite3.Row) -> TransferRecord:
         d = dict(row)
