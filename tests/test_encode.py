@@ -268,14 +268,25 @@ def fresh_memory(monkeypatch):
     return encode_mod._MEMORY
 
 
-def test_encode_cache_memory_and_disk(tiny_tokenizer, tmp_path, fresh_memory):
+def _forbid_encoding(monkeypatch):
+    """Makes tokenising fail, so a result can only come from a cache."""
+
+    def fail(*args, **kwargs):
+        raise AssertionError("tokenised although a valid cache entry exists")
+
+    monkeypatch.setattr(encode_mod, "encode_rows", fail)
+
+
+def test_encode_cache_memory_and_disk(tiny_tokenizer, tmp_path, fresh_memory, monkeypatch):
     data = _cls_task()
     first = encode_task(data, tiny_tokenizer, 32, cache_dir=tmp_path)
-    files = list(tmp_path.glob("cached-*.pkl"))
+    files = list(tmp_path.glob("cached-*.safetensors"))
     assert len(files) == 1
     assert encode_task(data, tiny_tokenizer, 32, cache_dir=tmp_path) is first  # memory hit
     fresh_memory.clear()
-    from_disk = encode_task(data, tiny_tokenizer, 32, cache_dir=tmp_path)
+    with monkeypatch.context() as m:
+        _forbid_encoding(m)
+        from_disk = encode_task(data, tiny_tokenizer, 32, cache_dir=tmp_path)  # disk hit
     assert from_disk is not first
     assert from_disk == first  # dataclass equality: every field
     direct = (
@@ -288,22 +299,141 @@ def test_encode_cache_memory_and_disk(tiny_tokenizer, tmp_path, fresh_memory):
     changed = _cls_task()
     changed.train[0] = {"text": "a new row", "label": "pos"}
     encode_task(changed, tiny_tokenizer, 32, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("cached-*.pkl"))) == 3
+    assert len(list(tmp_path.glob("cached-*.safetensors"))) == 3
+
+
+ALL_TYPES = {
+    "reg": TaskData(
+        REG_SPEC,
+        [
+            {"text": "good", "text_pair": "great", "label": 4.5},
+            {"text": "bad", "text_pair": "the worst", "label": -1.0 / 3.0},
+        ],
+        [{"text": "good day", "text_pair": "day", "label": 1e-7}],
+    ),
+    "tok": TaskData(
+        TOK_SPEC,
+        [
+            {"tokens": ["xylophone", "the", "quizzically"], "tags": ["B-PER", "O", "I-PER"]},
+            {"tokens": ["zqvbk", "dog"], "tags": ["O", "B-PER"]},
+        ],
+        [{"tokens": ["the"], "tags": ["O"]}],
+    ),
+    "mc": TaskData(
+        MC_SPEC,
+        [
+            {"text": "the man was sad", "choices": ["he was bad", "he was happy"], "label": 0},
+            {"text": "the dog", "choices": ["good", "the bad dog in the house", "day"], "label": 2},
+        ],
+        [{"text": "a day", "choices": ["good"], "label": 0}],
+    ),
+    "pair": TaskData(
+        PAIR_SPEC,
+        [{"text": "a man is here", "text_pair": "a man", "label": "entailment"}],
+        [{"text": "the dog", "text_pair": "no dog", "label": "contradiction"}],
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ALL_TYPES))
+def test_disk_cache_round_trips_every_task_type(
+    kind, tiny_tokenizer, tmp_path, fresh_memory, monkeypatch
+):
+    data = ALL_TYPES[kind]
+    first = encode_task(data, tiny_tokenizer, 32, cache_dir=tmp_path)
+    fresh_memory.clear()
+    _forbid_encoding(monkeypatch)
+    again = encode_task(data, tiny_tokenizer, 32, cache_dir=tmp_path)
+    assert again == first and again is not first
+    for a, b in zip(again, first, strict=True):  # same Python types, not just equal values
+        assert [type(x) for x in a.labels] == [type(x) for x in b.labels]
 
 
 def test_corrupt_disk_cache_is_rebuilt(tiny_tokenizer, tmp_path, fresh_memory):
     data = _cls_task()
     good = encode_task(data, tiny_tokenizer, 32, cache_dir=tmp_path)
-    (path,) = tmp_path.glob("cached-*.pkl")
-    path.write_bytes(path.read_bytes()[:40])  # truncated pickle
+    (path,) = tmp_path.glob("cached-*.safetensors")
+    whole = path.read_bytes()
+    key = path.stem.split("-", 1)[1]
+    path.write_bytes(whole[:40])  # truncated
     fresh_memory.clear()
     rebuilt = encode_task(data, tiny_tokenizer, 32, cache_dir=tmp_path)
     assert rebuilt == good
-    with path.open("rb") as fh:  # the file on disk was rewritten and is whole again
-        assert pickle.load(fh) == good
-    path.write_bytes(b"not a pickle at all")
+    # the file on disk was rewritten and is whole again
+    assert encode_mod.read_encoded(path, TaskType.CLASSIFICATION, key) == good
+    for garbage in (b"not a cache file at all", b"", b"\xff" * 8 + b"{}"):
+        path.write_bytes(garbage)
+        fresh_memory.clear()
+        assert encode_task(data, tiny_tokenizer, 32, cache_dir=tmp_path) == good
+        assert encode_mod.read_encoded(path, TaskType.CLASSIFICATION, key) == good
+
+
+def test_inconsistent_cache_arrays_are_not_trusted(tiny_tokenizer, tmp_path, fresh_memory):
+    """A well-formed safetensors file with the right metadata but wrong arrays is ignored."""
+    from safetensors.torch import load, save
+
+    data = _cls_task()
+    good = encode_task(data, tiny_tokenizer, 32, cache_dir=tmp_path)
+    (path,) = tmp_path.glob("cached-*.safetensors")
+    key = path.stem.split("-", 1)[1]
+    meta = {"format": encode_mod.CACHE_FORMAT, "task_type": "classification", "key": key}
+    tensors = load(path.read_bytes())
+    broken = [
+        {**tensors, "train.seq_len": tensors["train.seq_len"] + 1},  # lengths do not add up
+        {**tensors, "train.ids": tensors["train.ids"].to(torch.float32)},  # wrong dtype
+        {k: v for k, v in tensors.items() if k != "dev.labels"},  # missing array
+        {**tensors, "dev.labels": tensors["dev.labels"][:-1]},  # row counts disagree
+    ]
+    for bad in broken:
+        path.write_bytes(save(bad, metadata=meta))
+        assert encode_mod.read_encoded(path, TaskType.CLASSIFICATION, key) is None
+        fresh_memory.clear()
+        assert encode_task(data, tiny_tokenizer, 32, cache_dir=tmp_path) == good
+    path.write_bytes(save(tensors, metadata={**meta, "key": "0" * 24}))  # another key's file
+    assert encode_mod.read_encoded(path, TaskType.CLASSIFICATION, key) is None
+
+
+class _Payload:
+    """Unpickling this runs ``os.makedirs(marker)``: what a planted cache file could do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.makedirs, (self.marker,))
+
+
+def test_planted_pickle_in_the_cache_is_never_executed(tiny_tokenizer, tmp_path, fresh_memory):
+    """Defect a: the cache used to be ``pickle.load``-ed from ``<cache>/<task>-<key>.pkl``, so a
+    file planted there ran code when a matching task was encoded (tuned)."""
+    import hashlib
+
+    from taskscout.backbone import tokenizer_fingerprint
+
+    data = _cls_task("victim")
+    marker = tmp_path / "PWNED"
+    old_key = hashlib.sha256(
+        f"{data.fingerprint()}|{tokenizer_fingerprint(tiny_tokenizer)}|32".encode()
+    ).hexdigest()[:24]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    planted = pickle.dumps(_Payload(marker))
+    (cache / f"victim-{old_key}.pkl").write_bytes(planted)  # where the old code looked
+    new_path = encode_mod.cache_path(cache, data, encode_mod.cache_key(data, tiny_tokenizer, 32))
+    new_path.write_bytes(planted)  # and the pickle (garbage to safetensors) at the new path
+    result = encode_task(data, tiny_tokenizer, 32, cache_dir=cache)
+    assert not marker.exists(), "a planted pickle was executed"
+    direct = (
+        encode_rows(data.train, data.spec, tiny_tokenizer, 32),
+        encode_rows(data.dev, data.spec, tiny_tokenizer, 32),
+    )
+    assert result == direct
+    assert new_path.read_bytes() != planted  # the foreign file was replaced by a real entry
     fresh_memory.clear()
-    assert encode_task(data, tiny_tokenizer, 32, cache_dir=tmp_path) == good
+    assert encode_task(data, tiny_tokenizer, 32, cache_dir=cache) == direct
+    assert not marker.exists()
 
 
 def test_tokenizer_fingerprint_ignores_last_call_truncation(tiny_tokenizer):
@@ -318,4 +448,4 @@ def test_tokenizer_fingerprint_ignores_last_call_truncation(tiny_tokenizer):
 
 def test_cache_leaves_no_temporary_files(tiny_tokenizer, tmp_path, fresh_memory):
     encode_task(_cls_task("tmpcheck"), tiny_tokenizer, 32, cache_dir=tmp_path)
-    assert [p.suffix for p in tmp_path.iterdir()] == [".pkl"]
+    assert [p.suffix for p in tmp_path.iterdir()] == [".safetensors"]

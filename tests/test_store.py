@@ -19,6 +19,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import taskscout
 from taskscout.store import (
     SCHEMA_VERSION,
     CorruptTensorError,
@@ -27,6 +28,7 @@ from taskscout.store import (
     RunStore,
     StoreError,
 )
+from taskscout.store.connection import write_transaction
 
 
 def make_state(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -317,7 +319,8 @@ def test_create_false_on_missing_dir(tmp_path: Path):
         RunStore(missing, create=False)
     assert not missing.exists()
     (tmp_path / "empty").mkdir()
-    with pytest.raises(StoreError, match="missing store.sqlite"):
+    message = r"no run store at .*empty \(no store.sqlite\): check the --store/--pool path"
+    with pytest.raises(StoreError, match=message):
         RunStore(tmp_path / "empty", create=False)
 
 
@@ -367,7 +370,7 @@ def test_reader_not_blocked_by_writer(tmp_path: Path):
     root = tmp_path / "s"
     with RunStore(root) as writer, RunStore(root) as reader:
         save_default(writer)
-        with writer._write() as conn:  # hold the write lock, uncommitted change pending
+        with write_transaction(writer.conn) as conn:  # hold the write lock, change pending
             conn.execute("UPDATE runs SET wall_time_s = 1.0 WHERE run_id = 'run1'")
             got = reader.get_run("run1")  # WAL: readers see the last commit, no waiting
             assert got.wall_time_s == 12.5
@@ -406,8 +409,11 @@ def test_kill_mid_save_leaves_no_half_row(tmp_path: Path, kill_when: str):
     RunStore(root).close()
     script = tmp_path / "child.py"
     script.write_text(CHILD)
+    # the child imports the taskscout under test (this checkout's src), not an installed one
+    src = str(Path(taskscout.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(root)], stdout=subprocess.PIPE, cwd=tmp_path
+        [sys.executable, str(script), str(root)], stdout=subprocess.PIPE, cwd=tmp_path, env=env
     )
     deadline = time.monotonic() + 120
     try:

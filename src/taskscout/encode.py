@@ -1,22 +1,29 @@
 """Tokenise a task once per (task data, tokenizer, max_len), cache it, and batch it.
 
-Features are plain Python lists so they pickle cheaply (worker processes, disk cache). The label
-encoding per task type: class index (classification, pair), float (regression), one index per
-sub-token with -100 on all but the first sub-token of a word (token classification), the index of
-the right choice (multiple choice, whose ``input_ids`` hold one sequence per choice).
+Features are plain Python lists. The label encoding per task type: class index (classification,
+pair), float (regression), one index per sub-token with -100 on all but the first sub-token of a
+word (token classification), the index of the right choice (multiple choice, whose
+``input_ids`` hold one sequence per choice).
+
+The disk cache (``<cache_dir>/<task>-<key>.safetensors``) holds only integer and float arrays
+(safetensors: a JSON header plus raw numbers, nothing in it can run code) and is validated on
+read; a damaged or foreign file is ignored and rewritten. No cache file is ever unpickled.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import pickle
 import random
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 
 from taskscout.backbone import tokenizer_fingerprint
 from taskscout.data import TaskData, TaskSpec, TaskType
@@ -95,37 +102,192 @@ def encode_rows(rows: list[dict], spec: TaskSpec, tokenizer, max_len: int) -> En
     return split
 
 
+# -- the disk cache ----------------------------------------------------------------------------
+
+CACHE_FORMAT = "taskscout-encoded-splits/1"  # safetensors metadata "format"; part of the key
+CACHE_SUFFIX = ".safetensors"
+SPLITS = ("train", "dev")
+
+
+def _ragged(seqs: list[list], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(concatenated values, int64 length of each sequence)."""
+    lens = torch.tensor([len(x) for x in seqs], dtype=torch.int64)
+    flat = [v for x in seqs for v in x]
+    return torch.tensor(flat, dtype=dtype), lens
+
+
+def _split_tensors(split: EncodedSplit, prefix: str) -> dict[str, torch.Tensor]:
+    """The arrays of one split: token ids (int32) and their per-sequence lengths, for multiple
+    choice the number of choices per row, the labels, word ids and row lengths (int64)."""
+    multiple = split.task_type is TaskType.MULTIPLE_CHOICE
+    seqs = [s for row in split.input_ids for s in row] if multiple else split.input_ids
+    types = [s for row in split.token_type_ids for s in row] if multiple else split.token_type_ids
+    if [len(s) for s in seqs] != [len(s) for s in types]:
+        raise ValueError("token_type_ids do not mirror input_ids")
+    out = {}
+    out[f"{prefix}.ids"], out[f"{prefix}.seq_len"] = _ragged(seqs, torch.int32)
+    out[f"{prefix}.type_ids"], _ = _ragged(types, torch.int32)
+    if multiple:
+        out[f"{prefix}.choices"] = torch.tensor(
+            [len(row) for row in split.input_ids], dtype=torch.int64
+        )
+    if split.task_type is TaskType.TOKEN_CLASSIFICATION:
+        out[f"{prefix}.labels"], out[f"{prefix}.label_len"] = _ragged(split.labels, torch.int64)
+    elif split.task_type is TaskType.REGRESSION:
+        out[f"{prefix}.labels"] = torch.tensor(split.labels, dtype=torch.float64)
+    else:
+        out[f"{prefix}.labels"] = torch.tensor(split.labels, dtype=torch.int64)
+    if split.word_ids is not None:
+        out[f"{prefix}.word_ids"], out[f"{prefix}.word_len"] = _ragged(split.word_ids, torch.int64)
+    out[f"{prefix}.lengths"] = torch.tensor(split.lengths, dtype=torch.int64)
+    return out
+
+
+def _take(tensors: dict[str, torch.Tensor], name: str, dtype: torch.dtype) -> torch.Tensor:
+    t = tensors.get(name)
+    if t is None:
+        raise ValueError(f"no array {name!r}")
+    if t.dtype != dtype or t.dim() != 1:
+        raise ValueError(f"{name}: expected a 1-D {dtype} array, got {t.dtype} {tuple(t.shape)}")
+    return t
+
+
+def _unragged(values: torch.Tensor, lens: torch.Tensor, name: str) -> list[list]:
+    if bool((lens < 0).any()) or int(lens.sum()) != values.numel():
+        raise ValueError(f"{name}: sequence lengths do not add up to {values.numel()} values")
+    flat, out, start = values.tolist(), [], 0
+    for n in lens.tolist():
+        out.append(flat[start : start + n])
+        start += n
+    return out
+
+
+def _split_from_tensors(
+    tensors: dict[str, torch.Tensor], prefix: str, task_type: TaskType
+) -> EncodedSplit:
+    """Inverse of :func:`_split_tensors`; ValueError on any missing array, wrong dtype or shape,
+    or inconsistent length."""
+    seq_len = _take(tensors, f"{prefix}.seq_len", torch.int64)
+    seqs = _unragged(_take(tensors, f"{prefix}.ids", torch.int32), seq_len, f"{prefix}.ids")
+    types = _unragged(
+        _take(tensors, f"{prefix}.type_ids", torch.int32), seq_len, f"{prefix}.type_ids"
+    )
+    if task_type is TaskType.MULTIPLE_CHOICE:
+        choices = _take(tensors, f"{prefix}.choices", torch.int64)
+        input_ids = _unragged_rows(seqs, choices, f"{prefix}.choices")
+        type_ids = _unragged_rows(types, choices, f"{prefix}.choices")
+    else:
+        input_ids, type_ids = seqs, types
+    n = len(input_ids)
+    if task_type is TaskType.TOKEN_CLASSIFICATION:
+        label_len = _take(tensors, f"{prefix}.label_len", torch.int64)
+        labels = _unragged(_take(tensors, f"{prefix}.labels", torch.int64), label_len, "labels")
+    elif task_type is TaskType.REGRESSION:
+        labels = _take(tensors, f"{prefix}.labels", torch.float64).tolist()
+    else:
+        labels = _take(tensors, f"{prefix}.labels", torch.int64).tolist()
+    word_ids = None
+    if f"{prefix}.word_ids" in tensors:
+        word_len = _take(tensors, f"{prefix}.word_len", torch.int64)
+        word_ids = _unragged(_take(tensors, f"{prefix}.word_ids", torch.int64), word_len, "words")
+    lengths = _take(tensors, f"{prefix}.lengths", torch.int64).tolist()
+    if any(len(x) != n for x in (labels, lengths, word_ids if word_ids is not None else labels)):
+        raise ValueError(f"{prefix}: arrays disagree on the number of rows ({n})")
+    return EncodedSplit(task_type, input_ids, type_ids, labels, word_ids, lengths)
+
+
+def _unragged_rows(seqs: list[list], counts: torch.Tensor, name: str) -> list[list[list]]:
+    if bool((counts < 0).any()) or int(counts.sum()) != len(seqs):
+        raise ValueError(f"{name}: choice counts do not add up to {len(seqs)} sequences")
+    out, start = [], 0
+    for n in counts.tolist():
+        out.append(seqs[start : start + n])
+        start += n
+    return out
+
+
+def write_encoded(path: Path, splits: tuple[EncodedSplit, EncodedSplit], key: str) -> None:
+    """Atomically writes (train, dev) splits to ``path`` (safetensors; metadata: format, task
+    type, cache ``key``). Concurrent writers of one key each write a temp file of their own."""
+    tensors = {}
+    for prefix, split in zip(SPLITS, splits, strict=True):
+        tensors.update(_split_tensors(split, prefix))
+    meta = {"format": CACHE_FORMAT, "task_type": str(splits[0].task_type), "key": key}
+    data = st_save(tensors, metadata=meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")  # one per writer
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_encoded(
+    path: Path, task_type: TaskType, key: str
+) -> tuple[EncodedSplit, EncodedSplit] | None:
+    """The (train, dev) splits cached in ``path`` for ``key``, or None if the file is missing,
+    unreadable, not a cache file of this format, of another task type or key, or inconsistent.
+    Parses numbers only: nothing in the file is executed."""
+    try:
+        data = path.read_bytes()
+        meta = _metadata(data)
+        if meta != {"format": CACHE_FORMAT, "task_type": str(task_type), "key": key}:
+            return None
+        tensors = st_load(data)
+        train, dev = (_split_from_tensors(tensors, p, TaskType(task_type)) for p in SPLITS)
+    except Exception:  # any unreadable, foreign or inconsistent file: not a cache hit
+        return None
+    return train, dev
+
+
+def _metadata(data: bytes) -> dict | None:
+    """The ``__metadata__`` of a safetensors file's JSON header (ValueError if malformed)."""
+    if len(data) < 8:
+        raise ValueError("too short for a safetensors file")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise ValueError("header longer than the file")
+    return json.loads(data[8 : 8 + n].decode("utf-8")).get("__metadata__")
+
+
 _MEMORY: dict[str, tuple[EncodedSplit, EncodedSplit]] = {}
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def cache_key(data: TaskData, tokenizer, max_len: int) -> str:
+    """24 hex chars identifying (task rows + spec, tokenizer, max_len, cache format)."""
+    text = f"{data.fingerprint()}|{tokenizer_fingerprint(tokenizer)}|{max_len}|{CACHE_FORMAT}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def cache_path(cache_dir: str | Path, data: TaskData, key: str) -> Path:
+    """``<cache_dir>/<task name, made file-safe>-<key>.safetensors``."""
+    name = _UNSAFE_NAME.sub("_", data.spec.name)[:80] or "task"
+    return Path(cache_dir) / f"{name}-{key}{CACHE_SUFFIX}"
 
 
 def encode_task(
     data: TaskData, tokenizer, max_len: int, cache_dir: str | Path | None = None
 ) -> tuple[EncodedSplit, EncodedSplit]:
-    """(train, dev) features, memoised in-process and, with ``cache_dir``, on disk."""
-    key = hashlib.sha256(
-        f"{data.fingerprint()}|{tokenizer_fingerprint(tokenizer)}|{max_len}".encode()
-    ).hexdigest()[:24]
+    """(train, dev) features, memoised in-process and, with ``cache_dir``, on disk (see the
+    module docstring: a damaged or foreign cache file is ignored and rewritten)."""
+    key = cache_key(data, tokenizer, max_len)
     if key in _MEMORY:
         return _MEMORY[key]
-    path = Path(cache_dir) / f"{data.spec.name}-{key}.pkl" if cache_dir else None
+    path = cache_path(cache_dir, data, key) if cache_dir else None
     if path is not None and path.is_file():
-        try:
-            with path.open("rb") as fh:
-                _MEMORY[key] = pickle.load(fh)
-            return _MEMORY[key]
-        except Exception:  # a damaged cache file is rebuilt, never trusted
-            path.unlink(missing_ok=True)
+        cached = read_encoded(path, data.spec.type, key)
+        if cached is not None:
+            _MEMORY[key] = cached
+            return cached
     result = (
         encode_rows(data.train, data.spec, tokenizer, max_len),
         encode_rows(data.dev, data.spec, tokenizer, max_len),
     )
     _MEMORY[key] = result
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}-{uuid.uuid4().hex}.tmp")  # one per writer
-        with tmp.open("wb") as fh:
-            pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)
+        write_encoded(path, result, key)  # replaces a damaged or foreign file
     return result
 
 

@@ -374,7 +374,7 @@ def cosine_to_pool(
     pool: PackedPool, target: torch.Tensor, chunk_bytes: int = CHUNK_BYTES
 ) -> np.ndarray:
     """cos(e_t, e_s) for every row s of the pack, (N,) float64, computed like
-    :func:`~taskscout.predictors.similarity.cosine_scores` (float64, zero vector -> 0) in chunks
+    :func:`~taskscout.embeddings.similarity.cosine_scores` (float64, zero vector -> 0) in chunks
     of at most ``chunk_bytes`` of float32 rows. ``target``: the target's embedding ((D,) or a
     prompt matrix, of the pack's stored shape)."""
     if tuple(target.shape) != tuple(pool.shape):

@@ -2,7 +2,6 @@
 
 * :mod:`.run` -- one transfer run (target tuned from a source's checkpoint) and its no-transfer
   twin;
-* :mod:`.records` -- the store's ``transfers`` table;
 * :mod:`.jobs` -- the picklable unit of work that executors run and the driver commits;
 * :mod:`.executors` -- in-process, local worker processes, Ray;
 * :mod:`.scheduler` -- the (source, target) x seeds matrix: plan, estimate, resume, retry;
@@ -12,8 +11,8 @@ A matrix shares one :class:`taskscout.tuning.config.TuneConfig` (its ``settings`
 gives each target's no-transfer run id.
 """
 
+from taskscout.store import TransferRecord, TransferTable
 from taskscout.transfer.gains import gains_table
-from taskscout.transfer.records import TransferRecord, TransferTable
 from taskscout.transfer.run import TransferOutcome, run_transfer
 from taskscout.transfer.scheduler import MatrixPlan, plan_matrix, run_matrix
 

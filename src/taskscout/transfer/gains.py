@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from taskscout.store import RunStore
-from taskscout.transfer.records import TransferTable
 
 GAIN_COLUMNS = (
     "target",
@@ -46,7 +45,7 @@ def per_seed_gains(
     examples, baseline_wall_s, settings_hash``; plus warnings (transfers without a complete
     baseline run, which are left out and named)."""
     rows, warnings = [], []
-    for rec in TransferTable(db).find(
+    for rec in db.transfers.find(
         method=method, backbone=backbone, checkpoint=checkpoint, settings_hash=settings_hash
     ):
         base = db.get_run(rec.baseline_run_id)

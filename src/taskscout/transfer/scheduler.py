@@ -22,9 +22,8 @@ from safetensors.torch import save as st_save
 from taskscout.data import TaskData
 from taskscout.predictors import Pool, get_predictor
 from taskscout.predictors.ranking import prepare_target, rank_sources
-from taskscout.store import RunRecord, RunStore
+from taskscout.store import RunRecord, RunStore, TransferRecord
 from taskscout.transfer.jobs import Job, JobResult
-from taskscout.transfer.records import TransferRecord, TransferTable
 from taskscout.tuning.config import TuneConfig, checkpoint_kind
 from taskscout.util import available_cores, console, make_progress
 
@@ -107,7 +106,7 @@ def plan_matrix(
         threads or default_threads(workers),
     )
     data = _DataCache(settings)
-    table = TransferTable(db)
+    table = db.transfers
     tasks = plan.sources + [t for t in plan.targets if t not in plan.sources]
     for task in tasks:  # sources first, then targets' baselines
         for seed in plan.seeds:
@@ -224,7 +223,7 @@ def estimate_seconds(db: RunStore, plan: MatrixPlan, workers: int) -> tuple[floa
     get the mean over measured tasks. None when nothing is measured yet."""
     shash = plan.settings.settings_hash()
     per_task: dict[str, list[float]] = {}
-    for rec in TransferTable(db).find(settings_hash=shash):
+    for rec in db.transfers.find(settings_hash=shash):
         per_task.setdefault(rec.target, []).append(float(rec.config.get("job_s", rec.wall_time_s)))
     for (task, _seed), run_id in plan.run_ids.items():
         run = db.get_run(run_id)
@@ -344,7 +343,7 @@ def run_matrix(
 
 def _drain(db, executor, pending: deque, summary: MatrixSummary, bar, task) -> None:
     in_flight: dict = {}
-    table = TransferTable(db)
+    table = db.transfers
     while pending or in_flight:
         while pending and len(in_flight) < executor.capacity:
             job = pending.popleft()

@@ -1,4 +1,4 @@
-"""The store's ``transfers`` table (schema v2 of :mod:`taskscout.store`).
+"""The store's ``transfers`` table (schema v2): measured intermediate-task transfers.
 
 One row per (source run, target config, seed, source checkpoint): status ``complete`` with the
 target's score, or ``failed`` with the error. Written only by the driver, one transaction per
@@ -11,82 +11,48 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass, field
+import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from safetensors.torch import load as st_load
 
-from taskscout.store import (
+from taskscout.store.codec import canonical_json, check_id, utc_now
+from taskscout.store.connection import write_transaction
+from taskscout.store.errors import StoreError
+from taskscout.store.records import RUN_STATUSES, TransferRecord
+from taskscout.store.tensors import (
     TENSOR_DIR,
-    RunStore,
-    StoreError,
-    _dumps,
-    _now,
-    _prepare_tensors,
+    decode_tensors,
+    prepare_tensors,
+    read_verified,
+    write_tensor_file,
 )
 
-STATUSES = ("complete", "failed")
+if TYPE_CHECKING:  # the store imports this module; the reverse import is for typing only
+    from taskscout.store.runstore import RunStore
 
-
-@dataclass
-class TransferRecord:
-    """One measured transfer (scores in metric points x100, times in seconds)."""
-
-    transfer_id: str
-    source_run_id: str
-    source_task: str
-    target: str
-    backbone: str
-    method: str
-    seed: int
-    config_hash: str  # the target's tuning config hash = its no-transfer run id
-    settings_hash: str
-    checkpoint: str  # early | best (of the source run)
-    status: str = "complete"
-    score: float | None = None  # dev score at the target's best epoch
-    baseline_run_id: str = ""
-    best_epoch: int | None = None
-    dev_scores: list[float] = field(default_factory=list)
-    wall_time_s: float = 0.0
-    examples_seen: int = 0
-    device: str | None = None
-    config: dict = field(default_factory=dict)
-    file: str | None = None
-    sha256: str | None = None
-    error: str | None = None
-    created_at: str = field(default_factory=_now)
-
-    @staticmethod
-    def make_id(source_run_id: str, baseline_run_id: str, checkpoint: str) -> str:
-        """Deterministic id: the source run, the target's run config (seed included), the
-        source checkpoint kind."""
-        return RunStore.config_hash(
-            {
-                "kind": "transfer",
-                "source_run_id": source_run_id,
-                "target_run_id": baseline_run_id,
-                "checkpoint": checkpoint,
-                "format": 1,
-            }
-        )
+__all__ = ["TransferTable"]
 
 
 class TransferTable:
-    """Reads and (driver-side) writes of the ``transfers`` table of one :class:`RunStore`."""
+    """Reads and (driver-side) writes of the ``transfers`` table of one run store.
 
-    def __init__(self, db: RunStore):
-        self.db = db
+    Get it as ``RunStore.transfers``; ``TransferTable(store)`` is the same thing.
+    """
+
+    def __init__(self, store: RunStore):
+        self.store = store
 
     @staticmethod
-    def _from_row(row) -> TransferRecord:
+    def _from_row(row: sqlite3.Row) -> TransferRecord:
         d = dict(row)
         d["dev_scores"] = json.loads(d["dev_scores"])
         d["config"] = json.loads(d["config"])
         return TransferRecord(**d)
 
     def get(self, transfer_id: str) -> TransferRecord | None:
-        row = self.db.conn.execute(
+        row = self.store.conn.execute(
             "SELECT * FROM transfers WHERE transfer_id = ?", (transfer_id,)
         ).fetchone()
         return None if row is None else self._from_row(row)
@@ -118,7 +84,7 @@ class TransferTable:
                 args.append(val)
         sql = "SELECT * FROM transfers" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY target, source_task, seed, checkpoint, transfer_id"
-        return [self._from_row(r) for r in self.db.conn.execute(sql, args).fetchall()]
+        return [self._from_row(r) for r in self.store.conn.execute(sql, args).fetchall()]
 
     def save(
         self, record: TransferRecord, state: dict[str, torch.Tensor] | None = None
@@ -126,14 +92,16 @@ class TransferTable:
         """Store ``record`` (complete or failed) in one transaction. A complete row with its id
         is kept as is (returned); a failed one is replaced. ``state`` (complete only): the
         target's tuned state, written to ``tensors/xfer-<id>.safetensors``."""
-        if record.status not in STATUSES:
-            raise StoreError(f"transfer status must be one of {STATUSES}, not {record.status!r}")
+        if record.status not in RUN_STATUSES:
+            raise StoreError(
+                f"transfer status must be one of {RUN_STATUSES}, not {record.status!r}"
+            )
         if record.status == "failed" and not record.error:
             raise StoreError("a failed transfer needs its error text")
-        db = self.db
+        store = self.store
         path: Path | None = None
         try:
-            with db._write() as conn:
+            with write_transaction(store.conn) as conn:
                 row = conn.execute(
                     "SELECT status FROM transfers WHERE transfer_id = ?", (record.transfer_id,)
                 ).fetchone()
@@ -149,11 +117,12 @@ class TransferTable:
                         "DELETE FROM transfers WHERE transfer_id = ?", (record.transfer_id,)
                     )
                 if state and record.status == "complete":
+                    check_id("transfer_id", record.transfer_id)
                     name = f"xfer-{record.transfer_id}.safetensors"
-                    path = db.tensor_dir / name
-                    tensors = _prepare_tensors(state, f"transfer {record.transfer_id}")
-                    record.sha256 = db._write_tensor_file(
-                        name, tensors, {"transfer_id": record.transfer_id}
+                    path = store.tensor_dir / name
+                    tensors = prepare_tensors(state, f"transfer {record.transfer_id}")
+                    record.sha256 = write_tensor_file(
+                        store.tensor_dir, name, tensors, {"transfer_id": record.transfer_id}
                     )
                     record.file = f"{TENSOR_DIR}/{name}"
                 conn.execute(
@@ -177,15 +146,15 @@ class TransferTable:
                         None if record.score is None else float(record.score),
                         record.baseline_run_id,
                         None if record.best_epoch is None else int(record.best_epoch),
-                        _dumps([float(x) for x in record.dev_scores]),
+                        canonical_json([float(x) for x in record.dev_scores]),
                         float(record.wall_time_s),
                         int(record.examples_seen),
                         record.device,
-                        _dumps(record.config),
+                        canonical_json(record.config),
                         record.file,
                         record.sha256,
                         record.error,
-                        record.created_at or _now(),
+                        record.created_at or utc_now(),
                     ),
                 )
         except Exception:
@@ -198,8 +167,10 @@ class TransferTable:
         return stored
 
     def load_state(self, transfer_id: str) -> dict[str, torch.Tensor]:
-        """The kept tuned state of a transfer (sha256-verified)."""
+        """The kept tuned state of a transfer (sha256-verified CPU tensors)."""
         rec = self.get(transfer_id)
-        if rec is None or rec.file is None:
-            raise StoreError(f"run store {self.db.root}: transfer {transfer_id!r} kept no state")
-        return st_load(self.db._read_verified(rec.file, rec.sha256, transfer_id))
+        if rec is None or rec.file is None or rec.sha256 is None:
+            raise StoreError(f"run store {self.store.root}: transfer {transfer_id!r} kept no state")
+        path = self.store.root / rec.file
+        how = "The transfer's kept state is lost; re-run the transfer to measure it again."
+        return decode_tensors(read_verified(path, rec.sha256, how), path, how)

@@ -1,13 +1,19 @@
-"""The run store: a SQLite index plus safetensors files under one directory.
+"""The :class:`RunStore`: tuning runs, their checkpoints, task embeddings and task records
+under one directory.
 
 Layout::
 
     <root>/store.sqlite              tasks, runs, checkpoints, embeddings, transfers (+ meta)
     <root>/tensors/<run_id>-<kind>.safetensors       trainable parameters of one checkpoint
     <root>/tensors/emb-<embedding_id>.safetensors    one task embedding (tensor key "embedding")
+    <root>/tensors/xfer-<transfer_id>.safetensors    a measured transfer's kept tuned state
 
 Guarantees:
 
+* ``store.sqlite`` exists only as a complete store: a new store is built under a temporary
+  name and linked into place. An existing ``store.sqlite`` that is not a taskscout store (empty,
+  other bytes, a foreign SQLite database) is refused with :class:`StoreError` and left untouched;
+  ``create=False`` never creates anything.
 * Every write is one SQLite transaction taken with ``BEGIN IMMEDIATE``. A run's tensor files are
   written (temp file, fsync, ``os.replace``) *inside* that transaction, before its rows are
   inserted, so a process killed at any point leaves either the complete run or no row at all;
@@ -15,343 +21,135 @@ Guarantees:
 * Every tensor file's sha256 is recorded and verified on load (:class:`CorruptTensorError`).
 * Saving a run whose complete record exists already is a no-op (re-runs skip finished work).
 * Several processes may read while one writes (WAL mode, 30 s busy timeout).
-
-The schema is versioned (``meta.schema_version``); to extend it, append a migration to
-``_MIGRATIONS`` and bump ``SCHEMA_VERSION``. Stores are upgraded when opened.
+* Stores of an older schema version are upgraded when opened (:mod:`taskscout.store.schema`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import re
 import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load as _st_load
-from safetensors.torch import save as _st_save
 
-__all__ = [
-    "CHECKPOINT_KINDS",
-    "LAYER_REDUCES",
-    "SCHEMA_VERSION",
-    "CheckpointRecord",
-    "CorruptTensorError",
-    "EmbeddingRecord",
-    "RunRecord",
-    "RunStore",
-    "StoreError",
-]
+from taskscout.store.codec import canonical_json, check_id, config_hash, utc_now
+from taskscout.store.connection import connect, enable_wal, write_transaction
+from taskscout.store.errors import CorruptTensorError, StoreError
+from taskscout.store.records import (
+    CHECKPOINT_KINDS,
+    LAYER_REDUCES,
+    CheckpointRecord,
+    EmbeddingRecord,
+    RunRecord,
+)
+from taskscout.store.schema import (
+    SCHEMA_VERSION,
+    check_store_file,
+    migrate,
+    read_schema_version,
+)
+from taskscout.store.tensors import (
+    TENSOR_DIR,
+    TMP_PREFIX,
+    decode_tensors,
+    prepare_tensors,
+    read_verified,
+    write_tensor_file,
+)
+from taskscout.store.transfers import TransferTable
 
-SCHEMA_VERSION = 2
+__all__ = ["DB_NAME", "RunStore"]
+
 DB_NAME = "store.sqlite"
-TENSOR_DIR = "tensors"
-CHECKPOINT_KINDS: tuple[str, ...] = ("early", "best")
-LAYER_REDUCES: tuple[str, ...] = ("mean", "concat", "none")
-RUN_STATUSES: tuple[str, ...] = ("complete", "failed")
-BUSY_TIMEOUT_MS = 30_000
-_TMP_PREFIX = ".tmp-"
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_EMBEDDING_KEY = "embedding"
+EMBEDDING_KEY = "embedding"
 
 
-class StoreError(RuntimeError):
-    """Any error of the run store; the message names the store path or file concerned."""
-
-
-class CorruptTensorError(StoreError):
-    """A tensor file is missing, truncated, unreadable or does not match its recorded sha256."""
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-@dataclass
-class CheckpointRecord:
-    run_id: str
-    kind: str  # "early" | "best"
-    epoch: int
-    dev_score: float | None
-    file: str  # relative to the store root
-    sha256: str
-    num_params: int
-
-
-@dataclass
-class RunRecord:
-    run_id: str
-    task: str
-    backbone: str
-    method: str
-    seed: int
-    config: dict
-    status: str = "complete"  # "complete" | "failed"
-    num_train: int = 0
-    num_dev: int = 0
-    dev_scores: list[float] = field(default_factory=list)  # per epoch, metric x100
-    loss_curve: list[float] = field(default_factory=list)  # training loss per logging step
-    train_loss_steps: list[int] = field(default_factory=list)  # global step of each loss point
-    wall_time_s: float = 0.0
-    examples_seen: int = 0
-    best_epoch: int | None = None
-    error: str | None = None
-    created_at: str = field(default_factory=_now)  # ISO 8601, UTC
-    checkpoints: dict[str, CheckpointRecord] = field(default_factory=dict)  # "early" / "best"
-
-
-@dataclass
-class EmbeddingRecord:
-    embedding_id: str
-    run_id: str
-    task: str
-    backbone: str
-    method: str
-    checkpoint: str  # "early" | "best"
-    layer_reduce: str  # "mean" | "concat" | "none"
-    shape: tuple[int, ...]
-    file: str  # relative to the store root
-    sha256: str
-    created_at: str
-    extra: dict = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------------------------
-# schema
-
-_SCHEMA_V1 = (
-    """
-    CREATE TABLE IF NOT EXISTS meta (
-        key   TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE tasks (
-        name        TEXT PRIMARY KEY,
-        spec        TEXT NOT NULL,          -- JSON
-        fingerprint TEXT NOT NULL,
-        num_train   INTEGER NOT NULL,
-        num_dev     INTEGER NOT NULL,
-        created_at  TEXT NOT NULL,
-        updated_at  TEXT NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE runs (
-        run_id           TEXT PRIMARY KEY,
-        task             TEXT NOT NULL,
-        backbone         TEXT NOT NULL,
-        method           TEXT NOT NULL,
-        seed             INTEGER NOT NULL,
-        config           TEXT NOT NULL,     -- JSON
-        config_hash      TEXT NOT NULL,
-        status           TEXT NOT NULL CHECK (status IN ('complete', 'failed')),
-        num_train        INTEGER NOT NULL,
-        num_dev          INTEGER NOT NULL,
-        dev_scores       TEXT NOT NULL,     -- JSON list
-        loss_curve       TEXT NOT NULL,     -- JSON list
-        train_loss_steps TEXT NOT NULL,     -- JSON list
-        wall_time_s      REAL NOT NULL,
-        examples_seen    INTEGER NOT NULL,
-        best_epoch       INTEGER,
-        error            TEXT,
-        created_at       TEXT NOT NULL
-    )
-    """,
-    "CREATE INDEX runs_lookup ON runs (task, method, backbone, status)",
-    """
-    CREATE TABLE checkpoints (
-        run_id     TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-        kind       TEXT NOT NULL,
-        epoch      INTEGER NOT NULL,
-        dev_score  REAL,
-        file       TEXT NOT NULL UNIQUE,
-        sha256     TEXT NOT NULL,
-        num_params INTEGER NOT NULL,
-        PRIMARY KEY (run_id, kind)
-    )
-    """,
-    # run_id is deliberately not a foreign key: an embedding may come from outside a tuning run
-    # of this store (imported adapters, baselines). delete_run removes a run's embeddings itself.
-    """
-    CREATE TABLE embeddings (
-        embedding_id TEXT PRIMARY KEY,
-        run_id       TEXT NOT NULL,
-        task         TEXT NOT NULL,
-        backbone     TEXT NOT NULL,
-        method       TEXT NOT NULL,
-        checkpoint   TEXT NOT NULL,
-        layer_reduce TEXT NOT NULL,
-        shape        TEXT NOT NULL,         -- JSON list
-        file         TEXT NOT NULL UNIQUE,
-        sha256       TEXT NOT NULL,
-        created_at   TEXT NOT NULL,
-        extra        TEXT NOT NULL,         -- JSON object
-        UNIQUE (run_id, checkpoint, layer_reduce)
-    )
-    """,
-    "CREATE INDEX embeddings_lookup ON embeddings (task, method, backbone)",
-)
-
-# version -> statements that bring a store from version-1 to version. Append, never edit.
-# v2: measured transfers (taskscout.transfer); ``file`` holds the target's tuned state if kept.
-_SCHEMA_V2 = (
-    """
-    CREATE TABLE transfers (
-        transfer_id     TEXT PRIMARY KEY,
-        source_run_id   TEXT NOT NULL,
-        source_task     TEXT NOT NULL,
-        target          TEXT NOT NULL,
-        backbone        TEXT NOT NULL,
-        method          TEXT NOT NULL,
-        seed            INTEGER NOT NULL,
-        config_hash     TEXT NOT NULL,      -- the target's tuning config = its no-transfer run id
-        settings_hash   TEXT NOT NULL,      -- the tuning settings the whole matrix shares
-        checkpoint      TEXT NOT NULL,      -- source checkpoint used: early | best
-        status          TEXT NOT NULL CHECK (status IN ('complete', 'failed')),
-        score           REAL,               -- target dev score at its best epoch, metric x100
-        baseline_run_id TEXT NOT NULL,
-        best_epoch      INTEGER,
-        dev_scores      TEXT NOT NULL,      -- JSON list, metric x100 per epoch
-        wall_time_s     REAL NOT NULL,
-        examples_seen   INTEGER NOT NULL,
-        device          TEXT,
-        config          TEXT NOT NULL,      -- JSON
-        file            TEXT UNIQUE,
-        sha256          TEXT,
-        error           TEXT,
-        created_at      TEXT NOT NULL,
-        UNIQUE (source_run_id, config_hash, seed, checkpoint)
-    )
-    """,
-    "CREATE INDEX transfers_lookup ON transfers (method, backbone, target, status)",
-)
-
-_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
-
-
-# --------------------------------------------------------------------------------------------
-# helpers
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return obj.as_posix()
-    if isinstance(obj, set | frozenset):
-        return sorted(obj)
-    item = getattr(obj, "item", None)  # numpy / torch scalars
-    if callable(item):
-        with contextlib.suppress(Exception):
-            return item()
-    raise TypeError(f"value of type {type(obj).__name__} is not JSON serialisable: {obj!r}")
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
-
-
-def _check_id(what: str, value: str) -> str:
-    if not isinstance(value, str) or not _SAFE_ID.match(value):
-        raise StoreError(
-            f"invalid {what} {value!r}: use 1-128 characters from [A-Za-z0-9_.-], "
-            "starting with a letter or digit (it becomes part of a file name)"
-        )
-    return value
-
-
-def _prepare_tensors(tensors: Mapping[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
-    """Detached, contiguous CPU tensors that share no storage (safetensors refuses sharing)."""
-    if not isinstance(tensors, Mapping):
-        raise StoreError(
-            f"{what}: expected a dict[str, torch.Tensor], got {type(tensors).__name__}"
-        )
-    out: dict[str, torch.Tensor] = {}
-    seen: set[int] = set()
-    for name, t in tensors.items():
-        if not isinstance(name, str) or not isinstance(t, torch.Tensor):
-            raise StoreError(
-                f"{what}: expected dict[str, torch.Tensor], found {name!r}: {type(t).__name__}"
-            )
-        t = t.detach().to("cpu").contiguous()
-        ptr = t.untyped_storage().data_ptr()
-        if ptr in seen and t.numel() > 0:
-            t = t.clone()
-            ptr = t.untyped_storage().data_ptr()
-        seen.add(ptr)
-        out[name] = t
-    return out
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not supported on every platform / file system
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _reopen(root: str) -> RunStore:
+def reopen_store(root: str) -> RunStore:
+    """The store at ``root``, opened without creating anything (how a pickled store loads)."""
     return RunStore(root, create=False)
 
 
-# --------------------------------------------------------------------------------------------
-# the store
+def initialise_store(root: Path, db_path: Path) -> None:
+    """Creates ``root`` and a new, complete ``db_path`` in it. The database is built under a
+    temporary name and hard-linked into place, so ``db_path`` never exists half-initialised and
+    a store another process created meanwhile is kept (never replaced)."""
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"{TMP_PREFIX}{uuid.uuid4().hex}-{DB_NAME}"
+    try:
+        conn = connect(tmp, str(root))
+        try:
+            enable_wal(conn, str(root))
+            with write_transaction(conn):
+                migrate(conn, 0, str(root))
+        finally:
+            conn.close()  # the last connection: SQLite checkpoints and removes -wal / -shm
+        try:
+            os.link(tmp, db_path)
+        except FileExistsError:
+            pass  # another process initialised it first: use theirs
+        except OSError:  # no hard links on this file system
+            if not db_path.exists():
+                os.replace(tmp, db_path)
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                Path(f"{tmp}{suffix}").unlink()
 
 
 class RunStore:
-    """Tuning runs, their checkpoints and task embeddings, under one directory."""
+    """Tuning runs, their checkpoints, task embeddings and task records under one directory.
+
+    ``RunStore(root)`` opens the store at ``root``, creating it (directory, ``store.sqlite``,
+    ``tensors/``) if ``root`` holds no ``store.sqlite``. ``RunStore(root, create=False)`` opens
+    an existing store only and creates nothing on disk (read-only commands). Either way an
+    existing ``store.sqlite`` that is not a taskscout store is refused (:class:`StoreError`) and
+    left untouched. All SQL of the store lives in this package; callers use the methods.
+    """
 
     def __init__(self, root: str | Path, *, create: bool = True) -> None:
         self.root = Path(root).expanduser().resolve()
         self.db_path = self.root / DB_NAME
         self.tensor_dir = self.root / TENSOR_DIR
+        self._conn: sqlite3.Connection | None = None
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"run store {self.root}: exists and is not a directory")
         if not self.db_path.exists():
             if not create:
                 raise StoreError(
-                    f"no run store at {self.root} (missing {DB_NAME}); "
-                    "open it with create=True to create one"
+                    f"no run store at {self.root} (no {DB_NAME}): check the --store/--pool path"
                 )
-            self.root.mkdir(parents=True, exist_ok=True)
-        self.tensor_dir.mkdir(exist_ok=True)
-        self._conn: sqlite3.Connection | None = None
-        try:
-            conn = sqlite3.connect(
-                self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
-            )
-        except sqlite3.Error as e:
-            raise StoreError(f"run store {self.root}: cannot open {self.db_path}: {e}") from e
+            initialise_store(self.root, self.db_path)
+        check_store_file(self.db_path)
+        conn = connect(self.db_path, str(self.root))
         self._conn = conn
         try:
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"run store {self.root}: cannot enable WAL mode (got {mode!r})")
-            self._migrate()
+            version = read_schema_version(conn, self.db_path)  # reads only: refuses foreign files
+            enable_wal(conn, str(self.root))
+            if version != SCHEMA_VERSION:
+                with write_transaction(conn):  # re-read under the lock: another process may
+                    migrate(conn, read_schema_version(conn, self.db_path), str(self.root))
+            if create:
+                self.tensor_dir.mkdir(exist_ok=True)
         except sqlite3.DatabaseError as e:
             self.close()
             raise StoreError(f"run store {self.root}: {self.db_path} is unusable: {e}") from e
         except BaseException:
             self.close()
             raise
+        self.transfers = TransferTable(self)
+        """The measured transfers of this store (:class:`TransferTable`)."""
 
     # -- connection / lifecycle --------------------------------------------------------------
 
     @property
     def conn(self) -> sqlite3.Connection:
+        """The store's SQLite connection: for the modules of :mod:`taskscout.store` only; code
+        outside the package uses the query methods."""
         if self._conn is None:
             raise StoreError(f"run store {self.root} is closed")
         return self._conn
@@ -369,79 +167,79 @@ class RunStore:
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         # Pickles as "reopen the same directory" so executors (processes, Ray) can ship it.
-        return (_reopen, (str(self.root),))
+        return (reopen_store, (str(self.root),))
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; takes the database write lock up front."""
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
-
-    def _migrate(self) -> None:
-        with self._write() as conn:
-            has_meta = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-            ).fetchone()
-            version = 0
-            if has_meta:
-                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"run store {self.root} has schema version {version}, newer than this "
-                    f"taskscout supports ({SCHEMA_VERSION}); upgrade taskscout"
-                )
-            for v in range(version + 1, SCHEMA_VERSION + 1):
-                for stmt in _MIGRATIONS[v]:
-                    conn.execute(stmt)
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (str(v),),
-                )
-            if version == 0:
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (_now(),))
-
     @property
     def schema_version(self) -> int:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0])
+        return read_schema_version(self.conn, self.db_path)
 
     # -- hashing -----------------------------------------------------------------------------
 
     @staticmethod
     def config_hash(config: dict) -> str:
         """First 16 hex chars of the sha256 of canonical JSON (sorted keys, no whitespace)."""
-        return hashlib.sha256(_dumps(config).encode("utf-8")).hexdigest()[:16]
+        return config_hash(config)
 
     # -- tasks -------------------------------------------------------------------------------
 
-    def check_task_source(self, name: str, source: str) -> None:  # replaced by the store split
-        return None
+    def _source_conflict(self, conn: sqlite3.Connection, name: str, source: str) -> str | None:
+        if not source:
+            return None
+        row = conn.execute("SELECT source FROM tasks WHERE name = ?", (name,)).fetchone()
+        if row is None or not row["source"] or row["source"] == source:
+            return None
+        return (
+            f"run store {self.root}: task {name!r} is already stored from {row['source']!r}; "
+            f"this data comes from {source!r}. Two data sets cannot share a task name: give "
+            "this task another name (--name NAME on the command line, name= in Python)"
+        )
+
+    def check_task_source(self, name: str, source: str) -> None:
+        """Raises :class:`StoreError` if the store holds task ``name`` from a different data
+        source than ``source`` (``TaskData.source``). An empty source on either side means
+        "unknown" and never conflicts. Reads only."""
+        problem = self._source_conflict(self.conn, name, source)
+        if problem:
+            raise StoreError(problem)
 
     def put_task(
-        self, name: str, spec: dict, fingerprint: str, num_train: int, num_dev: int, source=""
+        self,
+        name: str,
+        spec: dict,
+        fingerprint: str,
+        num_train: int,
+        num_dev: int,
+        source: str = "",
     ) -> None:
-        now = _now()
-        with self._write() as conn:
+        """Records (or updates) task ``name``: its spec, data fingerprint, split sizes and data
+        ``source`` (``TaskData.source``; "" = unknown, which keeps a recorded source). Refused
+        with :class:`StoreError`, changing nothing, if the task is stored from another source
+        (:meth:`check_task_source`)."""
+        now = utc_now()
+        with write_transaction(self.conn) as conn:
+            problem = self._source_conflict(conn, name, source)
+            if problem:
+                raise StoreError(problem)
             conn.execute(
                 "INSERT INTO tasks (name, spec, fingerprint, num_train, num_dev, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                "spec = excluded.spec, fingerprint = excluded.fingerprint, "
+                "updated_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET spec = excluded.spec, fingerprint = excluded.fingerprint, "
                 "num_train = excluded.num_train, num_dev = excluded.num_dev, "
-                "updated_at = excluded.updated_at",
-                (name, _dumps(spec), fingerprint, int(num_train), int(num_dev), now, now),
+                "updated_at = excluded.updated_at, source = CASE WHEN excluded.source = '' "
+                "THEN tasks.source ELSE excluded.source END",
+                (
+                    name,
+                    canonical_json(spec),
+                    fingerprint,
+                    int(num_train),
+                    int(num_dev),
+                    now,
+                    now,
+                    str(source),
+                ),
             )
 
     @staticmethod
@@ -451,6 +249,8 @@ class RunStore:
         return d
 
     def get_task(self, name: str) -> dict | None:
+        """The task record (``name, spec, fingerprint, num_train, num_dev, source, created_at,
+        updated_at``) or None."""
         row = self.conn.execute("SELECT * FROM tasks WHERE name = ?", (name,)).fetchone()
         return None if row is None else self._task_dict(row)
 
@@ -556,6 +356,13 @@ class RunStore:
         ).fetchall()
         return {r[0] for r in rows}
 
+    def backbones(self) -> set[str]:
+        """The backbones of the complete runs in the store."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT backbone FROM runs WHERE status = 'complete'"
+        ).fetchall()
+        return {r[0] for r in rows}
+
     def task_summaries(self) -> dict[str, dict]:
         """task -> ``{"num_train", "num_dev", "family"}`` for every task record, without
         parsing each spec in Python."""
@@ -602,42 +409,21 @@ class RunStore:
                 r.backbone,
                 r.method,
                 int(r.seed),
-                _dumps(r.config),
+                canonical_json(r.config),
                 self.config_hash(r.config),
                 status,
                 int(r.num_train),
                 int(r.num_dev),
-                _dumps([float(x) for x in r.dev_scores]),
-                _dumps([float(x) for x in r.loss_curve]),
-                _dumps([int(x) for x in r.train_loss_steps]),
+                canonical_json([float(x) for x in r.dev_scores]),
+                canonical_json([float(x) for x in r.loss_curve]),
+                canonical_json([int(x) for x in r.train_loss_steps]),
                 float(r.wall_time_s),
                 int(r.examples_seen),
                 None if r.best_epoch is None else int(r.best_epoch),
                 error,
-                r.created_at or _now(),
+                r.created_at or utc_now(),
             ),
         )
-
-    def _write_tensor_file(
-        self, name: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
-    ) -> str:
-        """Atomically writes tensors/<name>; returns the sha256 of the file's bytes."""
-        data = _st_save(tensors, metadata=metadata)
-        digest = hashlib.sha256(data).hexdigest()
-        final = self.tensor_dir / name
-        tmp = self.tensor_dir / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{name}"
-        try:
-            with open(tmp, "xb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        _fsync_dir(self.tensor_dir)
-        return digest
 
     def save_run(
         self,
@@ -651,7 +437,7 @@ class RunStore:
         written before, and rows inserted in, one transaction, so a killed process leaves no
         row (only unreferenced files, see :meth:`gc`). Returns the record as stored.
         """
-        run_id = _check_id("run_id", record.run_id)
+        run_id = check_id("run_id", record.run_id)
         if record.status != "complete":
             raise StoreError(
                 f"run store {self.root}: save_run({run_id!r}) needs status 'complete', "
@@ -665,7 +451,7 @@ class RunStore:
                 )
         written: list[Path] = []
         try:
-            with self._write() as conn:
+            with write_transaction(self.conn) as conn:
                 row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
                 if row is not None and row["status"] == "complete":
                     return self._run_from_row(
@@ -680,7 +466,7 @@ class RunStore:
                             f"run store {self.root}: checkpoint {kind!r} of run {run_id!r} must "
                             "be (state_dict, epoch, dev_score)"
                         ) from e
-                    tensors = _prepare_tensors(state, f"checkpoint {kind!r} of run {run_id!r}")
+                    tensors = prepare_tensors(state, f"checkpoint {kind!r} of run {run_id!r}")
                     name = f"{run_id}-{kind}.safetensors"
                     meta = {
                         "run_id": run_id,
@@ -689,7 +475,7 @@ class RunStore:
                         "taskscout_schema": str(SCHEMA_VERSION),
                     }
                     written.append(self.tensor_dir / name)
-                    digest = self._write_tensor_file(name, tensors, meta)
+                    digest = write_tensor_file(self.tensor_dir, name, tensors, meta)
                     ckpt_rows.append(
                         (
                             run_id,
@@ -721,8 +507,8 @@ class RunStore:
     def record_failure(self, record: RunRecord, error: str) -> None:
         """Records a failed run (no checkpoints). A complete run with the same id is kept as it
         is (nothing happens); an earlier failure with that id is replaced."""
-        run_id = _check_id("run_id", record.run_id)
-        with self._write() as conn:
+        run_id = check_id("run_id", record.run_id)
+        with write_transaction(self.conn) as conn:
             row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is not None:
                 if row["status"] == "complete":
@@ -730,35 +516,13 @@ class RunStore:
                 conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
             self._insert_run(conn, record, "failed", str(error))
 
-    def _read_verified(self, rel: str, sha256: str, owner: str) -> bytes:
+    def _load_verified(self, rel: str, sha256: str, run_id: str) -> dict[str, torch.Tensor]:
         path = self.root / rel
         how = (
             f"To recover, delete the run with RunStore({str(self.root)!r}).delete_run("
-            f"{owner!r}) and re-run it."
+            f"{run_id!r}) and re-run it."
         )
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise CorruptTensorError(f"tensor file {path} is missing. {how}") from None
-        except OSError as e:
-            raise CorruptTensorError(f"tensor file {path} is unreadable ({e}). {how}") from e
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != sha256:
-            raise CorruptTensorError(
-                f"tensor file {path} is corrupt or truncated: sha256 {actual[:16]}... differs "
-                f"from the recorded {sha256[:16]}... ({len(data)} bytes). {how}"
-            )
-        return data
-
-    def _decode(self, data: bytes, rel: str, owner: str) -> dict[str, torch.Tensor]:
-        try:
-            return _st_load(data)
-        except Exception as e:  # sha matched but the file does not parse: written corrupt
-            raise CorruptTensorError(
-                f"tensor file {self.root / rel} cannot be read as safetensors ({e}). To recover, "
-                f"delete the run with RunStore({str(self.root)!r}).delete_run({owner!r}) and "
-                "re-run it."
-            ) from e
+        return decode_tensors(read_verified(path, sha256, how), path, how)
 
     def load_checkpoint(self, run_id: str, kind: str = "early") -> dict[str, torch.Tensor]:
         """The trainable parameters of one checkpoint (sha256-verified, CPU tensors)."""
@@ -784,8 +548,7 @@ class RunStore:
                 f"run store {self.root}: run {run_id!r} has no {kind!r} checkpoint{detail}; "
                 f"available: {', '.join(kinds) or 'none'}"
             )
-        data = self._read_verified(row["file"], row["sha256"], run_id)
-        return self._decode(data, row["file"], run_id)
+        return self._load_verified(row["file"], row["sha256"], run_id)
 
     # -- embeddings --------------------------------------------------------------------------
 
@@ -816,7 +579,7 @@ class RunStore:
     ) -> EmbeddingRecord:
         """Stores one task embedding. Idempotent: if an embedding of (run_id, checkpoint,
         layer_reduce) exists, nothing is written and the stored record is returned."""
-        _check_id("run_id", run_id)
+        check_id("run_id", run_id)
         if checkpoint not in CHECKPOINT_KINDS:
             raise StoreError(
                 f"run store {self.root}: checkpoint must be one of {CHECKPOINT_KINDS}, "
@@ -836,7 +599,7 @@ class RunStore:
         name = f"emb-{emb_id}.safetensors"
         path = self.tensor_dir / name
         try:
-            with self._write() as conn:
+            with write_transaction(self.conn) as conn:
                 row = conn.execute(
                     "SELECT * FROM embeddings WHERE embedding_id = ?", (emb_id,)
                 ).fetchone()
@@ -850,7 +613,7 @@ class RunStore:
                         f"run store {self.root}: embedding of run {run_id!r} says task/backbone/"
                         f"method {(task, backbone, method)}, the run says {tuple(run)}"
                     )
-                t = _prepare_tensors({_EMBEDDING_KEY: tensor}, f"embedding of run {run_id!r}")
+                t = prepare_tensors({EMBEDDING_KEY: tensor}, f"embedding of run {run_id!r}")
                 meta = {
                     "embedding_id": emb_id,
                     "run_id": run_id,
@@ -858,7 +621,7 @@ class RunStore:
                     "layer_reduce": layer_reduce,
                     "taskscout_schema": str(SCHEMA_VERSION),
                 }
-                digest = self._write_tensor_file(name, t, meta)
+                digest = write_tensor_file(self.tensor_dir, name, t, meta)
                 conn.execute(
                     "INSERT INTO embeddings (embedding_id, run_id, task, backbone, method, "
                     "checkpoint, layer_reduce, shape, file, sha256, created_at, extra) "
@@ -871,11 +634,11 @@ class RunStore:
                         method,
                         checkpoint,
                         layer_reduce,
-                        _dumps(list(t[_EMBEDDING_KEY].shape)),
+                        canonical_json(list(t[EMBEDDING_KEY].shape)),
                         f"{TENSOR_DIR}/{name}",
                         digest,
-                        _now(),
-                        _dumps(extra or {}),
+                        utc_now(),
+                        canonical_json(extra or {}),
                     ),
                 )
         except Exception:
@@ -910,13 +673,12 @@ class RunStore:
         ).fetchone()
         if row is None:
             raise StoreError(f"run store {self.root}: no embedding {emb_id!r}")
-        data = self._read_verified(row["file"], row["sha256"], row["run_id"])
-        tensors = self._decode(data, row["file"], row["run_id"])
-        if _EMBEDDING_KEY not in tensors:
+        tensors = self._load_verified(row["file"], row["sha256"], row["run_id"])
+        if EMBEDDING_KEY not in tensors:
             raise CorruptTensorError(
-                f"tensor file {self.root / row['file']} holds no {_EMBEDDING_KEY!r} tensor"
+                f"tensor file {self.root / row['file']} holds no {EMBEDDING_KEY!r} tensor"
             )
-        return tensors[_EMBEDDING_KEY]
+        return tensors[EMBEDDING_KEY]
 
     def find_embeddings(
         self,
@@ -948,7 +710,7 @@ class RunStore:
 
     def delete_run(self, run_id: str) -> None:
         """Removes a run, its checkpoints and embeddings (rows, then files). Unknown id: no-op."""
-        with self._write() as conn:
+        with write_transaction(self.conn) as conn:
             files = [
                 r[0]
                 for r in conn.execute(
@@ -971,7 +733,7 @@ class RunStore:
         Returns the removed paths.
         """
         removed: list[Path] = []
-        with self._write() as conn:
+        with write_transaction(self.conn) as conn:
             referenced = {
                 (self.root / r[0]).resolve()
                 for r in conn.execute(
@@ -979,7 +741,8 @@ class RunStore:
                     "UNION SELECT file FROM transfers WHERE file IS NOT NULL"
                 )
             }
-            for path in sorted(self.tensor_dir.iterdir()):
+            present = sorted(self.tensor_dir.iterdir()) if self.tensor_dir.is_dir() else []
+            for path in present:
                 if path.is_file() and path.resolve() not in referenced:
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
