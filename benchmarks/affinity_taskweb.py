@@ -120,7 +120,7 @@ def load_gold(args, tasks: list[str]) -> tuple[pd.DataFrame, str]:
 
 def evaluate(gold: pd.DataFrame, scores: pd.DataFrame):
     cols = ["target", "source", "predictor", "score"]
-    return evaluate_long(gold, scores[cols], ks=KS)
+    return evaluate_long(gold, scores[cols], ks=KS, random_label="random")
 
 
 def timed(fn):

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             break
         try:
             row = queue.get(timeout=5)
-        except Exception:  # noqa: BLE001 - queue.Empty: poll the workers again
+        except Exception:  # noqa: BLE001, S112 - queue.Empty: poll the workers again
             continue
         done.append(row)
         print(json.dumps(row), flush=True)

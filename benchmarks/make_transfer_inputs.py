@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from taskscout.backbone import packaged_minilm_dir
     from taskscout.evaluation.external import TASKWEB_OVERLAP
-    from taskscout.transfer.settings import TuneSettings
+    from taskscout.tuning.config import TuneConfig
 
     out, src = Path(args.out), Path(args.data_dir)
     model = out / "minilm"
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             lines = (src / task / "train.jsonl").read_text(encoding="utf-8").splitlines(True)
             (data / task / "train.jsonl").write_text("".join(lines[:CUT_ROWS]), encoding="utf-8")
 
-    settings = TuneSettings(
+    settings = TuneConfig(
         method="prompt",
         backbone=str(model),
         data_dir=str(data),

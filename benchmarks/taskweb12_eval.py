@@ -190,7 +190,7 @@ def evaluate_setting(pairs, released_csv, setting, present, scores) -> tuple[pd.
         g = gold[gold["target"].isin(targets)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            per_target, summary = evaluate_long(g, pairs_ok, ks=KS)
+            per_target, summary = evaluate_long(g, pairs_ok, ks=KS, random_label="random")
         key = tuple(targets)
         label = (
             "random"

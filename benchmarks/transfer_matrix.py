@@ -32,10 +32,11 @@ from pathlib import Path
 
 from taskscout.evaluation.external import TASKWEB_OVERLAP
 from taskscout.store import RunStore
-from taskscout.transfer import TransferTable, TuneSettings, gains_table, run_matrix
+from taskscout.transfer import TransferTable, gains_table, run_matrix
 from taskscout.transfer.executors import make_executor
 from taskscout.transfer.gains import cost_summary, per_seed_gains
 from taskscout.transfer.scheduler import describe_plan, estimate_seconds, plan_matrix
+from taskscout.tuning.config import TuneConfig
 
 HERE = Path(__file__).resolve().parent
 
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     tasks = [t for t in args.tasks.split(",") if t]
     seeds = [int(s) for s in args.seeds.split(",") if s]
     prefix = Path(args.out) if args.out else HERE / "results" / f"transfer_matrix_{args.method}"
-    settings = TuneSettings(
+    settings = TuneConfig(
         method=args.method,
         backbone=args.backbone,
         data_dir=args.data_dir,

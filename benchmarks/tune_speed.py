@@ -82,7 +82,7 @@ def peak_rss_mb() -> float:
 
 
 def _bf16(args) -> bool:
-    from taskscout.tuning.trainer import cpu_has_fast_bf16
+    from taskscout.tuning.device import cpu_has_fast_bf16
 
     return {"auto": cpu_has_fast_bf16(), "on": True, "off": False}[args.bf16]
 
@@ -130,23 +130,23 @@ def _build_ours(args):
 
     from taskscout.backbone import load_backbone
     from taskscout.encode import encode_task
+    from taskscout.tuning.config import TuneConfig
     from taskscout.tuning.methods import build_method, get_method
     from taskscout.tuning.model import TaskModel
-    from taskscout.tuning.trainer import TrainConfig
 
     data = _load_data(args)
     _, tokenizer, encoder = load_backbone(None)
     train, dev = encode_task(data, tokenizer, args.max_len)  # no disk cache: really tokenised
     torch.manual_seed(args.seed)
     model = TaskModel(build_method(args.method, encoder), data.spec)
-    config = TrainConfig(
+    config = TuneConfig(
+        method=args.method,
         epochs=args.epochs,
         early_epochs=args.epochs,
         batch_size=args.batch_size,
         eval_batch_size=args.eval_batch_size,
         lr=get_method(args.method).default_lr,
         max_len=args.max_len,
-        seed=args.seed,
         bf16=_bf16(args),
     )
     return data, tokenizer, model, train, dev, config
@@ -157,7 +157,9 @@ def worker_ours(args) -> dict:
 
     _, tokenizer, model, train, dev, config = _build_ours(args)
     start = time.perf_counter()
-    result = train_model(model, train, dev, config, pad_id=tokenizer.pad_token_id, progress=False)
+    result = train_model(
+        model, train, dev, config, seed=args.seed, pad_id=tokenizer.pad_token_id, progress=False
+    )
     train_model_wall = time.perf_counter() - start
     t0 = time.perf_counter()
     score = evaluate(
@@ -307,14 +309,14 @@ def worker_profile(args) -> dict:
     import torch
 
     from taskscout.encode import collate, length_grouped_batches
-    from taskscout.tuning.trainer import _autocast, _optimizer
+    from taskscout.tuning.trainer import autocast_context, make_optimizer
 
     _, tokenizer, model, train, _, config = _build_ours(args)
     pad_id = tokenizer.pad_token_id
     steps = args.profile_steps
     total = steps
     warmup = max(1, round(config.warmup_ratio * total))
-    optimizer = _optimizer(model, config.lr, config.weight_decay)
+    optimizer = make_optimizer(model, config.lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda s: (
@@ -324,19 +326,19 @@ def worker_profile(args) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     phases = dict.fromkeys(("collate", "forward", "backward", "optimizer"), 0.0)
     model.train()
-    torch.manual_seed(config.seed)
+    torch.manual_seed(args.seed)
     done, examples, epoch = 0, 0, 0
     wall0 = time.perf_counter()
     while done < steps:
         epoch += 1
         batches = length_grouped_batches(
-            train.lengths, config.batch_size, random.Random(config.seed * 1000 + epoch)
+            train.lengths, config.batch_size, random.Random(args.seed * 1000 + epoch)
         )
         for idx in batches[: steps - done]:
             t0 = time.perf_counter()
             batch = collate(train, idx, pad_id)
             t1 = time.perf_counter()
-            with _autocast(config.bf16):
+            with autocast_context(config.bf16):
                 logits = model(batch)
             loss = model.loss(logits, batch["labels"])
             torch.isfinite(loss)  # as the trainer's check

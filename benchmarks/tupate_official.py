@@ -41,7 +41,7 @@ from taskscout.evaluation.external import (
     to_our_name,
     to_taskweb_name,
 )
-from taskscout.evaluation.longform import evaluate_long
+from taskscout.evaluation.longform import RANDOM_BASELINE, evaluate_long
 from taskscout.evaluation.metrics import ndcg_rank
 from taskscout.evaluation.report import per_target_records, summary_markdown, summary_records
 
@@ -301,7 +301,7 @@ def main() -> None:
             s: {
                 pred: {k: _r(v) for k, v in row.items() if k in ("rank_of_best", "ndcg_rank")}
                 for pred, row in b["summary"].items()
-                if pred in (COSINE, "random")
+                if pred in (COSINE, RANDOM_BASELINE)
             }
             for s, b in tables["settings"].items()
         },

@@ -20,8 +20,8 @@ from taskscout.affinity.protocols import (
 )
 from taskscout.affinity.train import mean_target_spearman
 from taskscout.backbone import resolve_backbone
-from taskscout.evaluation.metrics import evaluate_long
 from taskscout.embeddings.similarity import IncompatibleEmbeddingError
+from taskscout.evaluation.longform import RANDOM_BASELINE, evaluate_long
 
 L, H, T = 4, 32, 16
 
@@ -198,7 +198,7 @@ def test_cross_validation_scores_are_evaluable(synthetic):
     assert set(scores.columns) == {"target", "source", "predictor", "score", "std"}
     assert len(scores) == len(small)
     _, summary = evaluate_long(small, scores)
-    assert {"affinity", "random"} <= set(summary.index)
+    assert {"affinity", RANDOM_BASELINE} <= set(summary.index)
     assert summary.loc["affinity", "n_targets"] == 8
 
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from taskscout.backbone import load_backbone
-from taskscout.embeddings.tupate import as_vector, method_embedding, tupate_vector
 from taskscout.embeddings.similarity import (
     EmbeddingKey,
     IncompatibleEmbeddingError,
     check_compatible,
     cosine_scores,
 )
+from taskscout.embeddings.tupate import as_vector, method_embedding, tupate_vector
 from taskscout.tuning.methods import build_method
 
 

@@ -14,9 +14,9 @@ from taskscout.backbone import load_backbone
 from taskscout.data import TaskType
 from taskscout.embeddings.tupate import method_embedding
 from taskscout.encode import collate, encode_task
+from taskscout.tuning.config import TuneConfig
 from taskscout.tuning.methods import build_method
 from taskscout.tuning.model import TaskModel
-from taskscout.tuning.config import TuneConfig
 from taskscout.tuning.trainer import (
     evaluate,
     gold_values,

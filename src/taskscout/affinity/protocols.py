@@ -7,7 +7,7 @@
 
 Both assert the no-leak property on every split. :func:`cross_validate` fits one ensemble per
 split and returns long-form scores ``target, source, predictor, score, std`` (score = predicted
-gain in metric points) that :func:`taskscout.evaluation.metrics.evaluate_long` scores beside
+gain in metric points) that :func:`taskscout.evaluation.longform.evaluate_long` scores beside
 the similarity predictors and random.
 """
 

@@ -31,7 +31,7 @@ class TaskType(enum.StrEnum):
     CLASSIFICATION = "classification"
     PAIR_CLASSIFICATION = "pair_classification"
     REGRESSION = "regression"
-    TOKEN_CLASSIFICATION = "token_classification"
+    TOKEN_CLASSIFICATION = "token_classification"  # noqa: S105 - a task type, not a secret
     MULTIPLE_CHOICE = "multiple_choice"
 
     @classmethod

@@ -501,7 +501,8 @@ class RunStore:
                     path.unlink()
             raise
         stored = self.get_run(run_id)
-        assert stored is not None
+        if stored is None:  # pragma: no cover - the transaction above committed it
+            raise StoreError(f"run store {self.root}: run {run_id} vanished after saving")
         return stored
 
     def record_failure(self, record: RunRecord, error: str) -> None:

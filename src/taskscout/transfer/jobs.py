@@ -1,11 +1,11 @@
 """The unit of work executors run: a picklable :class:`Job` in, a :class:`JobResult` out.
 
 Workers never write the user's store. A ``tune`` job runs
-:func:`taskscout.tuning.run.tune_into_store` on a private scratch store of the worker process
-and returns the run record and its checkpoints as safetensors bytes; a ``transfer`` job gets the source checkpoint as bytes (loaded and
-sha256-verified by the driver) and returns the target's scores. The driver commits results
-(:mod:`taskscout.transfer.scheduler`). Tensors travel as safetensors bytes, so the same job
-runs in-process, in a spawned process or on a Ray node.
+:func:`taskscout.tuning.run.tune_into_store` on a private scratch store of the worker process and
+returns the run record and its checkpoints as safetensors bytes; a ``transfer`` job gets the source
+checkpoint as bytes (loaded and sha256-verified by the driver) and returns the target's scores. The
+driver commits results (:mod:`taskscout.transfer.scheduler`). Tensors travel as safetensors bytes,
+so the same job runs in-process, in a spawned process or on a Ray node.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The transfer matrix: every requested (source, target) pair, s != t, x seeds.
 
 Order: source runs first, then the targets' no-transfer runs (both ordinary tuning runs,
-:func:`taskscout.tuning.run.tune_into_store`, with the matrix's settings, reused from the store
-when there), then the transfers. Whatever the store already holds complete is skipped; earlier failures are skipped too (and listed) unless
-``retry_failed``. Each finished run is committed by the driver in one transaction, so killing
-the driver at any moment loses only the runs in flight. A run that fails (including a missing
-or corrupt source checkpoint) is recorded with its error; the rest of the matrix completes.
+:func:`taskscout.tuning.run.tune_into_store`, with the matrix's settings, reused from the store when
+there), then the transfers. Whatever the store already holds complete is skipped; earlier failures
+are skipped too (and listed) unless ``retry_failed``. Each finished run is committed by the driver
+in one transaction, so killing the driver at any moment loses only the runs in flight. A run that
+fails (including a missing or corrupt source checkpoint) is recorded with its error; the rest of the
+matrix completes.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class TrainResult:
         return self.dev_scores[self.best_epoch - 1]
 
 
-def _autocast(bf16: bool, device: torch.device | str = "cpu"):
+def autocast_context(bf16: bool, device: torch.device | str = "cpu"):
     if bf16:
         return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -81,7 +81,7 @@ def predict(
     device = _device_of(model)
     for idx in sorted_batches(split.lengths, batch_size):
         batch = _to(collate(split, idx, pad_id), device)
-        with _autocast(bf16, device):
+        with autocast_context(bf16, device):
             logits = model(batch).float().cpu()
         if spec.type is TaskType.REGRESSION:
             values = logits.tolist()
@@ -126,7 +126,7 @@ def evaluate(
     )
 
 
-def _optimizer(model: TaskModel, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def make_optimizer(model: TaskModel, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for param in model.parameters():
         if param.requires_grad:
@@ -169,7 +169,7 @@ def train_model(
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = steps_per_epoch * config.epochs
     warmup = max(1, round(config.warmup_ratio * total))
-    optimizer = _optimizer(model, lr, config.weight_decay)
+    optimizer = make_optimizer(model, lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda s: (
@@ -192,7 +192,7 @@ def train_model(
             )
             for idx in batches:
                 batch = _to(collate(train, idx, pad_id), device)
-                with _autocast(bf16, device):
+                with autocast_context(bf16, device):
                     logits = model(batch)
                 loss = model.loss(logits, batch["labels"])
                 if not torch.isfinite(loss):
