@@ -124,7 +124,8 @@ def test_fit_rank_evaluate_end_to_end(tiny_store, tiny_backbone, tmp_path):
     )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)["summary"]
-    assert {"affinity-light", "tupate-prompt", "prompt-token-cosine", "random (expected)"} <= set(summary)
+    expected = {"affinity-light", "tupate-prompt", "prompt-token-cosine", "random (expected)"}
+    assert expected <= set(summary)
     assert summary["affinity-light"]["n_targets"] == len(TASKS)
     assert "spearman" in summary["affinity-light"] and "gain@1" in summary["affinity-light"]
     scores = pd.read_csv(tmp_path / "scores.csv")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from taskscout import api
 from taskscout.backbone import resolve_backbone
 from taskscout.data import TaskDataError
 from taskscout.embeddings.similarity import IncompatibleEmbeddingError
-from taskscout.store import CorruptTensorError, RunStore
+from taskscout.store import CorruptTensorError, RunStore, StoreError
 
 POOL = ("mnli", "snli", "sms_spam", "copa")
 SMALL = {"max_train": 32, "max_dev": 16, "epochs": 3, "batch_size": 16}
@@ -83,14 +82,11 @@ def test_identical_tune_is_a_no_op(pool_store, tiny_backbone):
     before = store_files(root)
     with RunStore(root) as db:
         task_row = db.get_task("snli")
-    start = time.perf_counter()
     again = tune("snli", root, tiny_backbone)
-    elapsed = time.perf_counter() - start
     assert again.run_id == runs["snli"].run_id
     assert again.created_at == runs["snli"].created_at
     assert again.dev_scores == runs["snli"].dev_scores
     assert store_files(root) == before  # no new checkpoint, cache or embedding file
-    assert elapsed < 5.0
     with RunStore(root) as db:
         assert len(db.find_runs(task="snli", status=None)) == 1
         assert db.get_task("snli") == task_row  # a finished tune would have updated it
@@ -119,9 +115,7 @@ def test_embed_tunes_first_then_reuses(tmp_path, tiny_backbone, tiny_config):
     assert emb.to_dict()["shape"] == [4 * 8 * h]
     files = store_files(tmp_path)
 
-    start = time.perf_counter()
     again = api.embed("snli", store=tmp_path, backbone=str(tiny_backbone), **QUIET)
-    assert time.perf_counter() - start < 5.0
     assert again.record.embedding_id == emb.record.embedding_id
     assert torch.equal(again.tensor, emb.tensor)
     same_args = api.embed("snli", store=tmp_path, backbone=str(tiny_backbone), **SMALL, **QUIET)
@@ -306,3 +300,43 @@ def test_good_run_with_the_same_config_replaces_a_failed_one(tmp_path, tiny_back
     with RunStore(store) as db:
         (only,) = db.find_runs(status=None)
         assert only.status == "complete" and only.created_at == run.created_at
+
+
+# --- checks before any work (defects d, f, h of the restructuring issue) -----------------------
+
+
+def test_embed_checks_checkpoint_and_layer_reduce_before_tuning(tmp_path, tiny_backbone):
+    for bad in ({"checkpoint": "middle"}, {"layer_reduce": "sum"}):
+        with pytest.raises(ValueError, match="checkpoint must be|layer_reduce must be"):
+            api.embed("snli", store=tmp_path, backbone=str(tiny_backbone), **SMALL, **QUIET, **bad)
+    assert not (tmp_path / "store.sqlite").exists()  # nothing was tuned, no store was made
+
+
+def test_early_epochs_above_epochs_is_refused_before_work(tmp_path, tiny_backbone):
+    with pytest.raises(ValueError, match=r"early_epochs \(3\) must not exceed epochs \(1\)"):
+        tune("snli", tmp_path / "s", tiny_backbone, epochs=1, early_epochs=3)
+    assert not (tmp_path / "s").exists()
+
+
+def test_rank_refuses_an_empty_pool_before_tuning_the_target(tmp_path, tiny_backbone):
+    with pytest.raises(ValueError, match="holds no source task besides 'snli'"):
+        api.rank("snli", store=tmp_path, backbone=str(tiny_backbone), **SMALL, **QUIET)
+    with RunStore(tmp_path) as db:
+        assert db.find_runs(status=None) == []  # the target was not tuned
+
+
+def test_read_only_rank_never_creates_a_store(tmp_path, tiny_backbone):
+    typo = tmp_path / "runz"
+    with pytest.raises(StoreError, match="no run store at"):
+        api.rank("snli", store=typo, backbone=str(tiny_backbone), tune_target=False)
+    with pytest.raises(StoreError, match="no run store at"):
+        api.predict(["snli"], store=typo, backbone=str(tiny_backbone))
+    assert not typo.exists()
+
+
+def test_embed_run_id_of_another_task_is_refused(pool_store, tiny_backbone):
+    root, runs = pool_store
+    with pytest.raises(ValueError, match=r"is a lora run of task 'snli', not a lora run of 'mnli'"):
+        api.embed("mnli", store=root, run_id=runs["snli"].run_id)
+    emb = api.embed("snli", store=root, run_id=runs["snli"].run_id)
+    assert emb.task == "snli" and emb.record.run_id == runs["snli"].run_id

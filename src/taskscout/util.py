@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 
+import torch
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -51,8 +52,6 @@ def available_cores() -> int:
 
 def set_torch_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads to ``threads`` (default: available cores); returns it."""
-    import torch
-
     n = threads or available_cores()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)

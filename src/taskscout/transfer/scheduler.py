@@ -24,6 +24,7 @@ from taskscout.data import TaskData
 from taskscout.predictors import Pool, get_predictor
 from taskscout.predictors.ranking import prepare_target, rank_sources
 from taskscout.store import RunRecord, RunStore, TransferRecord
+from taskscout.transfer.executors import InProcessExecutor
 from taskscout.transfer.jobs import Job, JobResult
 from taskscout.tuning.config import TuneConfig, checkpoint_kind
 from taskscout.util import available_cores, console, make_progress
@@ -307,8 +308,6 @@ def run_matrix(
 
     Stage 1 runs the pending tune runs, stage 2 the transfers (re-planned after stage 1, so
     that sources tuned just now and ``top_k`` rankings are taken into account)."""
-    from taskscout.transfer.executors import InProcessExecutor
-
     executor = executor or InProcessExecutor()
     summary = MatrixSummary()
     t0 = time.perf_counter()

@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from seqeval.metrics import f1_score as entity_f1
+from sklearn.metrics import f1_score, matthews_corrcoef
 
 
 def accuracy(pred: Sequence, gold: Sequence) -> float:
@@ -16,15 +18,11 @@ def accuracy(pred: Sequence, gold: Sequence) -> float:
 
 def mcc(pred: Sequence, gold: Sequence) -> float:
     """100 * Matthews correlation coefficient (CoLA); 0 when undefined."""
-    from sklearn.metrics import matthews_corrcoef
-
     return float(100.0 * matthews_corrcoef(gold, pred))
 
 
 def binary_f1(pred: Sequence, gold: Sequence, positive) -> float:
     """100 * F1 of the positive class (MRPC)."""
-    from sklearn.metrics import f1_score
-
     return float(
         100.0 * f1_score(gold, pred, pos_label=positive, average="binary", zero_division=0)
     )
@@ -40,9 +38,7 @@ def pearson(pred: Sequence, gold: Sequence) -> float:
 
 def seqeval_f1(pred: list[list[str]], gold: list[list[str]]) -> float:
     """100 * entity-level F1 over BIO tag sequences (seqeval)."""
-    from seqeval.metrics import f1_score
-
-    return float(100.0 * f1_score(gold, pred, zero_division=0))
+    return float(100.0 * entity_f1(gold, pred, zero_division=0))
 
 
 def score(metric: str, pred, gold, *, positive_label=None) -> float:
