@@ -81,13 +81,10 @@ def parse_max_examples(text: str | None) -> dict[str, int]:
 
 def store_inventory(db: RunStore, backbone_id: str) -> dict:
     """Which of the 12 tasks have runs of which methods on this backbone."""
-    rows = db.conn.execute(
-        "SELECT DISTINCT task, method FROM runs WHERE backbone = ? AND status = 'complete'",
-        (backbone_id,),
-    ).fetchall()
     methods: dict[str, list[str]] = {}
-    for task, method in rows:
-        methods.setdefault(task, []).append(method)
+    for method in sorted(db.methods(backbone=backbone_id)):
+        for task in db.task_names(backbone=backbone_id, method=method):
+            methods.setdefault(task, []).append(method)
     present = [t for t in TASKWEB_OVERLAP if t in methods]
     all_methods = sorted({m for t in present for m in methods[t]})
     return {
@@ -99,9 +96,7 @@ def store_inventory(db: RunStore, backbone_id: str) -> dict:
             for t in present
             if any(m not in methods[t] for m in all_methods)
         },
-        "other_backbones": sorted(
-            {r[0] for r in db.conn.execute("SELECT DISTINCT backbone FROM runs")} - {backbone_id}
-        ),
+        "other_backbones": sorted(set(db.backbones()) - {backbone_id}),
     }
 
 
