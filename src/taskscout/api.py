@@ -672,3 +672,5 @@ def predict(
             skipped[name] = f"{type(exc).__name__}: {exc}"
     frame = pd.DataFrame(rows, columns=["target", "source", "predictor", "score"])
     return frame, skipped
+checkpoint_kind = _checkpoint
+CHECKPOINTS = ("early", "best")
