@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn, get_args
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -35,7 +34,8 @@ out = Console() if sys.stdout.isatty() else Console(width=160)
 # --------------------------------------------------------------------------------------------
 # choices, validated at parse time (before any work)
 
-Method = Literal["lora", "bitfit", "prefix", "prompt"]
+Method = Literal["lora", "bitfit", "prefix", "prompt"]  # the methods with task embeddings
+TuneMethod = Literal["lora", "bitfit", "prefix", "prompt", "full"]  # full: the whole encoder
 Checkpoint = Literal["early", "best", "late"]
 LayerReduce = Literal["mean", "concat"]
 TaskType = Literal[
@@ -45,7 +45,8 @@ TaskType = Literal[
     "token_classification",
     "multiple_choice",
 ]
-TUNING_METHODS: tuple[str, ...] = get_args(Method)
+TUNING_METHODS: tuple[str, ...] = get_args(TuneMethod)
+EMBEDDING_METHODS: tuple[str, ...] = get_args(Method)
 CHECKPOINTS: tuple[str, ...] = get_args(Checkpoint)
 
 
@@ -58,36 +59,36 @@ def flag(*decls: str, help: str) -> typer.models.OptionInfo:  # noqa: A002 - typ
 # shared option types
 
 
-def _check_output_path(value: Path | str | None, param: click.Parameter) -> None:
+def _check_output_path(value: Path | str | None, param: typer.CallbackParam) -> None:
     """A file the command will write: ``-`` (stdout), or a path that is not a folder and whose
-    folder exists. Raises :class:`click.BadParameter` naming the option otherwise."""
+    folder exists. Raises :class:`typer.BadParameter` naming the option otherwise."""
     if value is None or str(value) == "-":
         return
     path = Path(value).expanduser()
     if path.is_dir():
-        raise click.BadParameter(f"{path} is a folder; give a file path", param=param)
+        raise typer.BadParameter(f"{path} is a folder; give a file path", param=param)
     if not path.parent.is_dir():
-        raise click.BadParameter(
+        raise typer.BadParameter(
             f"cannot write {path}: folder {path.parent} does not exist", param=param
         )
 
 
-def output_file(ctx: click.Context, param: click.Parameter, value):
+def output_file(ctx: typer.Context, param: typer.CallbackParam, value):
     """typer callback of every output-file option: checked when the command line is parsed."""
     _check_output_path(value, param)
     return value
 
 
-def output_folder(ctx: click.Context, param: click.Parameter, value):
+def output_folder(ctx: typer.Context, param: typer.CallbackParam, value):
     """typer callback of an output-folder option: it may not be an existing file, and the folder
     it lives in must exist."""
     if value is None:
         return value
     path = Path(value).expanduser()
     if path.exists() and not path.is_dir():
-        raise click.BadParameter(f"{path} exists and is not a folder", param=param)
+        raise typer.BadParameter(f"{path} exists and is not a folder", param=param)
     if not path.parent.is_dir():
-        raise click.BadParameter(
+        raise typer.BadParameter(
             f"cannot create {path}: folder {path.parent} does not exist", param=param
         )
     return value
@@ -96,6 +97,15 @@ def output_folder(ctx: click.Context, param: click.Parameter, value):
 StoreOpt = Annotated[Path, typer.Option("--store", help="Run store directory.")]
 PoolOpt = Annotated[
     Path, typer.Option("--store", "--pool", help="Run store directory (the pool of sources).")
+]
+TuneMethodOpt = Annotated[
+    TuneMethod,
+    typer.Option(
+        "--method",
+        "-m",
+        help="lora | bitfit | prefix (P-Tuning v2) | prompt (soft prompt) | full (fine-tune "
+        "the whole encoder; no task embedding).",
+    ),
 ]
 DataDirOpt = Annotated[
     Path | None,
@@ -233,7 +243,7 @@ def compute_options(*, device: str | None, threads: int | None) -> dict:
 def check_epochs(epochs: int | None, early_epochs: int | None, *, default_epochs: int = 3) -> None:
     """``--early-epochs`` above ``--epochs`` is a usage error (never silently clamped)."""
     if early_epochs is not None and early_epochs > (epochs or default_epochs):
-        raise click.BadParameter(
+        raise typer.BadParameter(
             f"{early_epochs} is above --epochs ({epochs or default_epochs}); the early "
             "checkpoint must come at or before the last epoch",
             param_hint="'--early-epochs'",
@@ -329,7 +339,7 @@ def guard() -> Iterator[None]:
     red line on stderr and exit code 2; anything else keeps its traceback."""
     try:
         yield
-    except (typer.Exit, typer.Abort, click.ClickException):
+    except (typer.Exit, typer.Abort):
         raise
     except USER_ERRORS as exc:
         fail(str(exc) or type(exc).__name__)

@@ -26,6 +26,7 @@ from taskscout.cli.common import (
     MaxDevOpt,
     NoProgressOpt,
     StoreOpt,
+    TuneMethod,
     check_epochs,
     csv_list,
     err,
@@ -42,7 +43,7 @@ from taskscout.transfer.scheduler import describe_plan, estimate_seconds, plan_m
 from taskscout.transfer.settings import TuneSettings, checkpoint_kind
 
 TransferMethodOpt = Annotated[
-    Literal["prompt", "prefix", "lora", "bitfit", "full"],
+    TuneMethod,
     typer.Option(
         "--method",
         "-m",

@@ -40,6 +40,7 @@ from taskscout.cli.common import (
     TextPairColOpt,
     ThreadsOpt,
     TokensColOpt,
+    TuneMethodOpt,
     TypeOpt,
     check_epochs,
     compute_options,
@@ -56,7 +57,7 @@ TaskArg = Annotated[str, typer.Argument(help="Catalog task name, data file/folde
 
 def tune(
     task: TaskArg,
-    method: MethodOpt = "lora",
+    method: TuneMethodOpt = "lora",
     store: StoreOpt = Path("runs"),
     data_dir: DataDirOpt = None,
     backbone: BackboneOpt = None,
