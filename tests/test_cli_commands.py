@@ -207,7 +207,6 @@ def test_gc_removes_only_unreferenced_files(pool):
     assert "removed 0 unreferenced" in flat(res.stderr)
 
 
-@pytest.mark.slow
 def test_demo_ranks_the_bundled_sources(tmp_path, tiny_backbone):
     store = tmp_path / "demo"
     args = ["demo", "--store", store, "--backbone", tiny_backbone, "--epochs", 1]
@@ -226,6 +225,17 @@ def test_affinity_fit_rejects_a_bad_out_before_work(tmp_path):
     res = invoke("affinity", "fit", "--pool", tmp_path / "nope", "--out", file)
     assert res.exit_code == 2 and "--out" in flat(res.output)
     assert "is not a folder" in flat(res.output)
+
+
+def test_errors_name_cli_options_not_keywords(tmp_path):
+    data = tmp_path / "my.csv"
+    data.write_text("review,stars\ngood,5\nbad,1\n")
+    store = tmp_path / "s"
+    res = invoke("tune", data, "--type", "classification", "--store", store)
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    text = flat(res.stderr)
+    assert "missing column 'text'" in text and "--text-col" in text and "text_col=" not in text
+    assert not store.exists()
 
 
 # --- defect d: bad choices and --early-epochs fail before any tuning ------------------------

@@ -8,7 +8,7 @@ import typer
 from typer.testing import CliRunner
 
 from taskscout.cli import app
-from taskscout.cli.common import CHECKPOINTS, EMBEDDING_METHODS, TUNING_METHODS, cli_words
+from taskscout.cli.common import CHECKPOINTS, EMBEDDING_METHODS, TUNING_METHODS, cli_words, guard
 from taskscout.tuning.methods import METHODS
 
 runner = CliRunner()
@@ -84,9 +84,18 @@ def test_method_choices_are_the_registered_methods():
         ("give its task type (--type / type=: classification", "give its task type (--type:"),
         ("no column 'x': pass text_col= with the right name", "pass --text-col with"),
         ("max_train=0 must be positive", "--max-train 0 must be positive"),
+        ("(e.g. text_col=..., label_col=...)", "(e.g. --text-col ..., --label-col ...)"),
         ("give the pool once: store= or pool= (an alias)", "--store/--pool (an alias)"),
         ("a == b and x=y stay", "a == b and x=y stay"),
     ],
 )
 def test_error_messages_speak_cli_words(message, expected):
     assert expected in cli_words(message)
+
+
+def test_guard_turns_user_errors_into_exit_2_and_keeps_bugs():
+    with pytest.raises(typer.Exit) as exit_info, guard():
+        raise ValueError("max_train=0 must be positive")
+    assert exit_info.value.exit_code == 2
+    with pytest.raises(KeyError), guard():  # a bug: its traceback is kept
+        raise KeyError("x")

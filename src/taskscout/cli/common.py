@@ -306,8 +306,8 @@ KEYWORD_OPTIONS = {
     "scorer": "--scorer",
     "tune_target": "--tune/--no-tune",
 }
-_KEYWORD = re.compile(r"(?<![\w-])([a-z][a-z0-9_]*)=(?![=\w'\"(\[])")
-_KEYWORD_VALUE = re.compile(r"(?<![\w-])([a-z][a-z0-9_]*)=(?=[\w'\"(\[])")
+_KEYWORD = re.compile(r"(?<![\w-])([a-z][a-z0-9_]*)=(?![=\w'\"(\[]|\.\.\.)")
+_KEYWORD_VALUE = re.compile(r"(?<![\w-])([a-z][a-z0-9_]*)=(?=[\w'\"(\[]|\.\.\.)")
 _DUPLICATE = re.compile(r"(--[\w/-]+)( / | or |, )\1")
 
 
