@@ -83,7 +83,7 @@ def test_method_choices_are_the_registered_methods():
     [
         ("give its task type (--type / type=: classification", "give its task type (--type:"),
         ("no column 'x': pass text_col= with the right name", "pass --text-col with"),
-        ("max_train=0 must be positive", "--max-train 0 must be positive"),
+        ("missing score for predictor='p2', target='t2'", "predictor='p2', target='t2'"),
         ("(e.g. text_col=..., label_col=...)", "(e.g. --text-col ..., --label-col ...)"),
         ("give the pool once: store= or pool= (an alias)", "--store/--pool (an alias)"),
         ("a == b and x=y stay", "a == b and x=y stay"),

@@ -307,14 +307,15 @@ KEYWORD_OPTIONS = {
     "tune_target": "--tune/--no-tune",
 }
 _KEYWORD = re.compile(r"(?<![\w-])([a-z][a-z0-9_]*)=(?![=\w'\"(\[]|\.\.\.)")
-_KEYWORD_VALUE = re.compile(r"(?<![\w-])([a-z][a-z0-9_]*)=(?=[\w'\"(\[]|\.\.\.)")
+_KEYWORD_VALUE = re.compile(r"(?<![\w-])([a-z][a-z0-9_]*)=(?=\.\.\.)")
 _DUPLICATE = re.compile(r"(--[\w/-]+)( / | or |, )\1")
 
 
 def cli_words(message: str) -> str:
     """``message`` with the API's keyword names in CLI words: ``text_col=`` -> ``--text-col``,
-    ``max_train=5`` -> ``--max-train 5``, ``store=`` -> ``--store/--pool``; an option named
-    twice in a row (``--type / type=``) is named once."""
+    ``type=...`` -> ``--type ...``, ``store=`` -> ``--store/--pool``; an option named twice in
+    a row (``--type / type=``) is named once. ``name='value'`` is left alone: that describes
+    data (``predictor='p2', target='t2'``), not an option to pass."""
 
     def bare(m: re.Match) -> str:
         return KEYWORD_OPTIONS.get(m.group(1), m.group(0))
