@@ -1,13 +1,46 @@
 """``taskscout affinity fit|evaluate``: learn a transfer-gain scorer and evaluate it without
-leaking the target (registered as a sub-app of :mod:`taskscout.cli`)."""
+leaking the target (registered as the ``affinity`` sub-app of the root app).
+
+They default to ``--method prompt`` (the scorer of Feng 2023 reads prompt embeddings), unlike
+tune / embed / rank (``lora``); the checkpoint default is the same (``early``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
+import pandas as pd
 import typer
+
+from taskscout.affinity.data import EmbeddingSet, check_gold, sample_pairs
+from taskscout.affinity.ensemble import AffinityConfig, fit_affinity
+from taskscout.affinity.io import save_model
+from taskscout.affinity.protocols import cross_validate, similarity_scores, task_families
+from taskscout.api import checkpoint_kind
+from taskscout.cli.common import (
+    BackboneOpt,
+    CheckpointOpt,
+    DataDirOpt,
+    JsonOpt,
+    Method,
+    NoProgressOpt,
+    ThreadsOpt,
+    err,
+    fail,
+    flag,
+    guard,
+    open_store,
+    out,
+    output_file,
+    output_folder,
+    table,
+)
+from taskscout.evaluation.external import load_taskweb_gold
+from taskscout.evaluation.metrics import evaluate_long, read_gold_csv
+from taskscout.evaluation.report import parse_ks, summary_records, summary_table
+from taskscout.predictors import Pool
+from taskscout.util import set_torch_threads
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -41,48 +74,51 @@ KindOpt = Annotated[
     ),
 ]
 MethodOpt = Annotated[
-    str, typer.Option("--method", "-m", help="Embedding method (backbone kind: prompt).")
+    Method,
+    typer.Option(
+        "--method",
+        "-m",
+        help="Embedding method (default prompt, the scorer's; backbone kind: prompt only).",
+    ),
 ]
 PairsOpt = Annotated[
     int | None, typer.Option("--pairs", help="Training pairs M, sampled (seeded); default all.")
 ]
 BetaOpt = Annotated[float, typer.Option("--beta", help="Smooth-L1 threshold (z units).")]
 EnsembleOpt = Annotated[int, typer.Option("--ensemble", help="Scorers with different seeds.")]
-CheckpointOpt = Annotated[str, typer.Option(help="early | best (alias late)")]
-BackboneOpt = Annotated[
-    str | None, typer.Option("--backbone", help="Backbone of the pool (default: packaged MiniLM).")
-]
 RestrictOpt = Annotated[
     bool,
-    typer.Option(
+    flag(
         "--restrict/--no-restrict",
         help="Drop gold pairs whose tasks have no embedding in the pool (else an error).",
     ),
 ]
-SeedOpt = Annotated[int, typer.Option("--seed")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of pair sampling and init.")]
 LrOpt = Annotated[
     float | None, typer.Option("--lr", help="Fixed learning rate (default: searched on a grid).")
 ]
-EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Default: 20 backbone, 100 light.")]
+EpochsOpt = Annotated[
+    int | None, typer.Option("--epochs", min=1, help="Default: 20 backbone, 100 light.")
+]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        envvar="TASKSCOUT_DEVICE",
+        help="cpu (the only device affinity scorers train on for now).",
+    ),
+]
 
 
-def _cli():
-    from taskscout import cli
-
-    return cli
+def _check_device(device: str | None) -> None:
+    if device not in (None, "cpu"):
+        fail(f"--device {device}: affinity scorers train on the CPU only for now (--device cpu)")
 
 
 def _prepare(pool_dir, gold_path, taskweb_setting, method, checkpoint, backbone, restrict):
     """(pool, embeddings, gold) with gold checked against the pool's tasks."""
-    from taskscout.affinity.data import EmbeddingSet, check_gold
-    from taskscout.api import _checkpoint
-    from taskscout.evaluation.external import load_taskweb_gold
-    from taskscout.evaluation.metrics import read_gold_csv
-    from taskscout.predictors import Pool
-
-    if not Path(pool_dir).is_dir():
-        raise FileNotFoundError(f"pool store {pool_dir} does not exist")
-    pool = Pool.open(pool_dir, backbone, checkpoint=_checkpoint(checkpoint))
+    db = open_store(pool_dir)  # never creates a store
+    pool = Pool.open(db, backbone, checkpoint=checkpoint_kind(checkpoint))
     emb = EmbeddingSet.from_pool(pool, method)
     gold = (
         load_taskweb_gold(gold_path, taskweb_setting)
@@ -93,7 +129,7 @@ def _prepare(pool_dir, gold_path, taskweb_setting, method, checkpoint, backbone,
         keep = gold["target"].isin(emb.tasks) & gold["source"].isin(emb.tasks)
         dropped = int((~keep).sum())
         if dropped:
-            _cli().console.print(
+            err.print(
                 f"[yellow]--restrict:[/yellow] left out {dropped} gold pair(s) whose tasks have "
                 f"no {method} embedding in the pool"
             )
@@ -105,9 +141,9 @@ def _prepare(pool_dir, gold_path, taskweb_setting, method, checkpoint, backbone,
 def fit(
     pool: PoolOpt = Path("runs"),
     gold: GoldOpt = Path("gains.csv"),
-    out_dir: Annotated[Path, typer.Option("--out", help="Scorer folder to write.")] = Path(
-        "scorer"
-    ),
+    out_dir: Annotated[
+        Path, typer.Option("--out", callback=output_folder, help="Scorer folder to write.")
+    ] = Path("scorer"),
     pairs: PairsOpt = None,
     beta: BetaOpt = 1.0,
     kind: KindOpt = "light",
@@ -121,20 +157,16 @@ def fit(
     lr: LrOpt = None,
     epochs: EpochsOpt = None,
     train_layers: Annotated[
-        int, typer.Option(help="Backbone kind: trainable top transformer layers.")
+        int,
+        typer.Option("--train-layers", help="Backbone kind: trainable top transformer layers."),
     ] = 1,
-    threads: Annotated[int | None, typer.Option(help="Torch threads (default: all cores).")] = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Fit an affinity scorer on gold gains over the pool's embeddings and save it."""
-    from taskscout.affinity.data import sample_pairs
-    from taskscout.affinity.ensemble import AffinityConfig, fit_affinity
-    from taskscout.affinity.io import save_model
-    from taskscout.util import set_torch_threads
-
-    cli = _cli()
-
-    def run():
+    _check_device(device)
+    with guard():
         set_torch_threads(threads)
         pool_, emb, gold_df = _prepare(
             pool, gold, taskweb_setting, method, checkpoint, backbone, restrict
@@ -154,11 +186,9 @@ def fit(
         model = fit_affinity(
             train, emb, config, backbone_location=location, progress=not no_progress
         )
-        return save_model(model, out_dir), model
-
-    folder, model = cli._guard(run)
+        folder = save_model(model, out_dir)
     info = model.info
-    cli.out.print(
+    err.print(
         f"fitted {model.config.kind} scorer on {info.n_pairs} pairs of {len(info.tasks)} tasks "
         f"(lr {info.lr:g}, beta {model.config.beta:g}, ensemble {len(model.heads)}) in "
         f"{info.fit_seconds:.1f} s; saved to {folder}"
@@ -170,7 +200,11 @@ def evaluate(
     pool: PoolOpt = Path("runs"),
     gold: GoldOpt = Path("gains.csv"),
     protocol: Annotated[
-        str, typer.Option(help="leave-one-target-out | leave-one-family-out")
+        Literal["leave-one-target-out", "leave-one-family-out"],
+        typer.Option(
+            "--protocol",
+            help="Held-out unit: every target in turn, or every task family in turn.",
+        ),
     ] = "leave-one-target-out",
     kind: KindOpt = "light",
     method: MethodOpt = "prompt",
@@ -187,38 +221,29 @@ def evaluate(
     compare: Annotated[
         str,
         typer.Option(
+            "--compare",
             help="Comma-separated untrained predictors scored on the same pairs "
-            "('' for none); those the pool cannot serve are skipped."
+            "('' for none); those the pool cannot serve are skipped.",
         ),
     ] = "tupate-prompt,prompt-mean-cosine,prompt-token-cosine,prompt-mean-euclidean,"
     "prompt-token-euclidean,prompt-mean-manhattan,prompt-token-manhattan,tupate-lora",
-    data_dir: Annotated[
+    data_dir: DataDirOpt = None,
+    ks: Annotated[str, typer.Option("--ks", help="k of regret@k and gain@k.")] = "1,3",
+    scores_out: Annotated[
         Path | None,
         typer.Option(
-            "--data-dir", envvar="TASKSCOUT_DATA_DIR", help="Catalog (task families) fallback."
+            "--scores-out", callback=output_file, help="Write the long-form scores CSV here."
         ),
     ] = None,
-    ks: Annotated[str, typer.Option(help="k of regret@k and gain@k.")] = "1,3",
-    scores_out: Annotated[
-        Path | None, typer.Option("--scores-out", help="Write the long-form scores here.")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    threads: Annotated[int | None, typer.Option(help="Torch threads (default: all cores).")] = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    as_json: JsonOpt = False,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Score the learned scorer on targets it never saw (all metrics, beside the untrained
     predictors and random)."""
-    import pandas as pd
-
-    from taskscout.affinity.ensemble import AffinityConfig
-    from taskscout.affinity.protocols import cross_validate, similarity_scores, task_families
-    from taskscout.evaluation.metrics import evaluate_long
-    from taskscout.evaluation.report import parse_ks, summary_records, summary_table
-    from taskscout.util import set_torch_threads
-
-    cli = _cli()
-
-    def run():
+    _check_device(device)
+    with guard():
         set_torch_threads(threads)
         k_values = parse_ks(ks)
         pool_, emb, gold_df = _prepare(
@@ -249,15 +274,12 @@ def evaluate(
         gold_eval = gold_df[gold_df["target"].isin(scored_targets)]
         scores = scores[scores["target"].isin(scored_targets)]
         per_target, summary = evaluate_long(gold_eval, scores, ks=k_values)
-        return learned, scores, summary, skipped
-
-    learned, scores, summary, skipped = cli._guard(run)
     for name, reason in skipped.items():
-        cli.console.print(f"[yellow]skipped {name}:[/yellow] {reason}")
+        err.print(f"[yellow]skipped {name}:[/yellow] {reason}")
     if scores_out:
         learned_std = learned[["target", "source", "predictor", "std"]]
         scores.merge(learned_std, how="left").to_csv(scores_out, index=False)
     if as_json:
-        cli.out.print_json(json.dumps({"protocol": protocol, "summary": summary_records(summary)}))
+        out.print_json(json.dumps({"protocol": protocol, "summary": summary_records(summary)}))
     else:
-        cli.out.print(cli._table(summary_table(summary), title=f"{protocol} ({kind} scorer)"))
+        out.print(table(summary_table(summary), title=f"{protocol} ({kind} scorer)"))

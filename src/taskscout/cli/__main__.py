@@ -1,0 +1,5 @@
+"""``python -m taskscout.cli``: the ``taskscout`` command."""
+
+from taskscout.cli import app
+
+app()

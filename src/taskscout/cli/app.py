@@ -1,0 +1,26 @@
+"""The root ``taskscout`` app: wires every command group's commands and sub-apps onto it.
+
+Command modules never import this module; each exposes ``register(app)``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from taskscout.cli import affinity, demo, evaluation, ranking, runs, tasks, transfer, tuning
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Which source task should your low-resource target train on first? "
+    "Tune, embed and rank tasks by their tuned parameters.",
+)
+
+tasks.register(app)  # tasks
+tuning.register(app)  # tune, embed
+ranking.register(app)  # rank, predict
+runs.register(app)  # runs [list|delete|gc], gc
+demo.register(app)  # demo
+evaluation.register(app)  # evaluate
+transfer.register(app)  # transfer, gains
+app.add_typer(affinity.app, name="affinity")  # affinity fit / evaluate
