@@ -17,7 +17,6 @@ from taskscout.affinity.data import EmbeddingSet, check_gold, sample_pairs
 from taskscout.affinity.ensemble import AffinityConfig, fit_affinity
 from taskscout.affinity.io import save_model
 from taskscout.affinity.protocols import cross_validate, similarity_scores, task_families
-from taskscout.api import checkpoint_kind
 from taskscout.cli.common import (
     BackboneOpt,
     CheckpointOpt,
@@ -37,9 +36,11 @@ from taskscout.cli.common import (
     table,
 )
 from taskscout.evaluation.external import load_taskweb_gold
-from taskscout.evaluation.metrics import evaluate_long, read_gold_csv
+from taskscout.evaluation.files import read_gold_csv
+from taskscout.evaluation.longform import evaluate_long
 from taskscout.evaluation.report import parse_ks, summary_records, summary_table
 from taskscout.predictors import Pool
+from taskscout.tuning.config import checkpoint_kind
 from taskscout.util import set_torch_threads
 
 app = typer.Typer(

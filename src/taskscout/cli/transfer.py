@@ -40,7 +40,7 @@ from taskscout.store import RunStore
 from taskscout.transfer.executors import make_executor
 from taskscout.transfer.gains import cost_summary, gains_table, per_seed_gains
 from taskscout.transfer.scheduler import describe_plan, estimate_seconds, plan_matrix, run_matrix
-from taskscout.transfer.settings import TuneSettings, checkpoint_kind
+from taskscout.tuning.config import TuneConfig, checkpoint_kind
 
 TransferMethodOpt = Annotated[
     TuneMethod,
@@ -142,7 +142,7 @@ def transfer(
     seed_list = _seeds(seeds)
     kind = executor or ("local" if workers > 1 else "inprocess")
     with guard():
-        settings = TuneSettings(
+        settings = TuneConfig.from_options(
             method=method,
             backbone=backbone,
             data_dir=None if data_dir is None else str(data_dir),
