@@ -301,6 +301,16 @@ def test_carving_keeps_rare_labels_in_train():
     assert len(dev) == 4
 
 
+def test_carving_from_singleton_labels_is_an_error_not_an_empty_dev(tmp_path):
+    # found by tests/test_data_fuzz.py: 2 rows, 2 labels gave a TaskData with dev == []
+    path = tmp_path / "t.jsonl"
+    write_jsonl(path, [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}])
+    with pytest.raises(TaskDataError, match="too few to carve a dev split") as info:
+        load_task(path, type="classification")
+    assert info.value.path == str(path)
+    assert carve_dev([{"label": "x"}, {"label": "y"}], key=lambda r: r["label"])[1] == []
+
+
 def test_carving_needs_two_rows(tmp_path):
     path = tmp_path / "t.jsonl"
     write_jsonl(path, [{"text": "a", "label": 1.0}])

@@ -147,7 +147,14 @@ def _from_raw(
                 f"only {len(train)} row: too few to carve a dev split (pass dev_file=...)",
                 path=train_raw.path,
             )
+        n_rows = len(train)
         train, dev = carve_dev(train, seed=seed, key=stratify_key(task_type))
+        if not dev:  # every stratum has a single row: none can leave train
+            raise TaskDataError(
+                f"only {n_rows} rows, each with a different label: too few to carve a dev split "
+                "that leaves every label in train (pass dev_file=... or add rows)",
+                path=train_raw.path,
+            )
         dev_path, dev_numbers = f"{train_raw.path} (carved dev)", None
     else:
         dev = _canonical(dev_raw, task_type, cols, pair, "dev")

@@ -115,7 +115,9 @@ def carve_dev(
 ) -> tuple[list[dict], list[dict]]:
     """Split one pool into ``(train, dev)``: dev = ``round(fraction * n)`` rows (at most
     ``max_dev``, at least 1), seeded, stratified by ``key``; every stratum keeps at least one row
-    in train. Both parts keep the original order and are disjoint."""
+    in train, which wins over the size: dev is smaller (empty when every stratum has a single
+    row) if the strata cannot spare the rows. Both parts keep the original order and are
+    disjoint."""
     n_dev = max(1, min(max_dev, round(fraction * len(rows))))
     idx = _stratified_indices(rows, n_dev, random.Random(seed), key, keep_one=True, min_one=False)
     taken = set(idx)
