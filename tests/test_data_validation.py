@@ -360,3 +360,12 @@ def test_unpaired_surrogate_and_huge_numbers_are_cell_errors():
     assert info.value.column == "label"
     with pytest.raises(TaskDataError, match="integer too large"):
         canonicalize_rows([{"text": 10**5000, "label": "a"}], "classification", "mem")
+
+
+def test_messages_about_huge_values_do_not_crash():
+    # found by tests/test_data_fuzz.py: repr() of a list holding a 5000-digit int raised ValueError
+    huge = 10**5000
+    for row in ({"text": [huge], "label": "a"}, {"text": "t", "label": [huge]}, {huge: 1}):
+        with pytest.raises(TaskDataError, match="too large to show|missing column") as info:
+            canonicalize_rows([row], "classification", "mem")
+        assert info.value.row == 1

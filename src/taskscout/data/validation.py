@@ -138,6 +138,20 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def _preview(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages; never raises (Python refuses to
+    print integers of more than 4300 digits, and deeply nested lists)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        return f"<{_type_name(value)} too large to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _keys_text(record: dict) -> str:
+    return ", ".join(k if isinstance(k, str) else _preview(k) for k in record)
+
+
 def _check_unicode(text: str, what: str) -> None:
     bad = _SURROGATE_RE.search(text)
     if bad is not None:
@@ -168,7 +182,7 @@ def _to_text(value: Any, what: str = "text") -> str:
         return _int_text(int(value), what)
     if isinstance(value, numbers.Real):
         return str(value)
-    raise _CellError(f"{what} must be a string, got {_type_name(value)} {value!r:.60}")
+    raise _CellError(f"{what} must be a string, got {_type_name(value)} {_preview(value)}")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -224,7 +238,9 @@ def _to_class_label(value: Any) -> str:
         if math.isinf(number):
             raise _CellError(f"label is infinite ({number!r}); labels must be finite")
         return _canonical_label_text(repr(number))
-    raise _CellError(f"label must be a string or integer, got {_type_name(value)} {value!r:.60}")
+    raise _CellError(
+        f"label must be a string or integer, got {_type_name(value)} {_preview(value)}"
+    )
 
 
 def _to_float_label(value: Any) -> float:
@@ -239,7 +255,7 @@ def _to_float_label(value: Any) -> float:
             try:
                 out = float(value.strip())
             except ValueError:
-                raise _CellError(f"regression target is not a number: {value!r:.60}") from None
+                raise _CellError(f"regression target is not a number: {_preview(value)}") from None
         else:
             raise _CellError(f"regression target must be a number, got {_type_name(value)}")
     except OverflowError:
@@ -247,7 +263,7 @@ def _to_float_label(value: Any) -> float:
     if math.isnan(out):
         raise _CellError("regression target is NaN")
     if math.isinf(out):
-        raise _CellError(f"regression target is infinite ({value!r:.60})")
+        raise _CellError(f"regression target is infinite ({_preview(value)})")
     return out
 
 
@@ -268,7 +284,7 @@ def _to_int_label(value: Any) -> int:
             if math.isfinite(as_float) and as_float.is_integer():
                 return int(as_float)
     raise _CellError(
-        f"label must be an integer choice index, got {_type_name(value)} {value!r:.60}"
+        f"label must be an integer choice index, got {_type_name(value)} {_preview(value)}"
     )
 
 
@@ -331,7 +347,7 @@ def _row_converter(task_type: TaskType, cols: Columns, pair: bool, allowed: tupl
             return rec[col]
         except KeyError:
             err = _CellError(
-                f"missing column {col!r} (this row has: {', '.join(map(str, rec)) or 'nothing'})"
+                f"missing column {col!r} (this row has: {_keys_text(rec) or 'nothing'})"
             )
             err.column = None
             raise err from None
