@@ -252,6 +252,15 @@ def test_malformed_catalog_json(tmp_path):
     assert "malformed JSON at line 2" in str(info.value)
 
 
+def test_catalog_json_not_utf8_names_line_and_byte(tmp_path):
+    (tmp_path / "catalog.json").write_bytes(b'[\n{"name": "caf\xe9", "type": "regression"}]')
+    with pytest.raises(TaskDataError) as info:
+        load_catalog(tmp_path)
+    msg = str(info.value)
+    assert str(tmp_path / "catalog.json") in msg
+    assert "line 2" in msg and "byte offset 15" in msg and "0xe9" in msg
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -334,3 +334,38 @@ def test_canonicalize_rows_directly():
     assert rows == [{"text": "x", "label": "3"}, {"text": "12", "label": "4"}]
     with pytest.raises(TaskDataError, match=r"^memory: row 7, column 'label'"):
         canonicalize_rows([{"text": "a", "label": ""}], "classification", "memory", row_numbers=[7])
+
+
+# --------------------------------------------------------------------------- labels in memory
+
+
+def test_in_memory_nan_label_is_an_error_and_numbers_are_one_class():
+    import numpy as np
+
+    rows = [{"text": "a", "label": np.int64(1)}, {"text": "b", "label": 1.0}]
+    rows += [{"text": "c", "label": "1.0"}, {"text": "d", "label": np.float32(0.0)}]
+    out = canonicalize_rows(rows, "classification", "mem")
+    assert [r["label"] for r in out] == ["1", "1", "1", "0"]
+    with pytest.raises(TaskDataError, match="missing label \\(NaN\\)") as info:
+        canonicalize_rows(rows + [{"text": "e", "label": float("nan")}], "classification", "mem")
+    assert info.value.row == 5 and info.value.column == "label" and info.value.path == "mem"
+
+
+def test_unpaired_surrogate_and_huge_numbers_are_cell_errors():
+    with pytest.raises(TaskDataError, match="surrogate") as info:
+        canonicalize_rows([{"text": "ok \ud800", "label": "a"}], "classification", "mem")
+    assert info.value.column == "text"
+    with pytest.raises(TaskDataError, match="too large") as info:
+        canonicalize_rows([{"text": "t", "label": 10**400}], "regression", "mem")
+    assert info.value.column == "label"
+    with pytest.raises(TaskDataError, match="integer too large"):
+        canonicalize_rows([{"text": 10**5000, "label": "a"}], "classification", "mem")
+
+
+def test_messages_about_huge_values_do_not_crash():
+    # found by tests/test_data_fuzz.py: repr() of a list holding a 5000-digit int raised ValueError
+    huge = 10**5000
+    for row in ({"text": [huge], "label": "a"}, {"text": "t", "label": [huge]}, {huge: 1}):
+        with pytest.raises(TaskDataError, match="too large to show|missing column") as info:
+            canonicalize_rows([row], "classification", "mem")
+        assert info.value.row == 1

@@ -17,14 +17,9 @@ from taskscout.data.catalog import (
     load_catalog_entries,
     resolve_data_dir,
 )
-from taskscout.data.readers import (
-    carve_dev,
-    load_task,
-    read_records,
-    stratify_key,
-    subsample_rows,
-    write_jsonl,
-)
+from taskscout.data.formats import SUFFIXES, RawRecords, read_file, read_records, write_jsonl
+from taskscout.data.loading import load_task
+from taskscout.data.sampling import carve_dev, stratify_key, subsample_rows
 from taskscout.data.spec import (
     DEFAULT_METRIC,
     METRICS,
@@ -42,7 +37,9 @@ __all__ = [
     "DEMO_TARGET",
     "METRICS",
     "METRICS_BY_TYPE",
+    "SUFFIXES",
     "Columns",
+    "RawRecords",
     "TaskData",
     "TaskDataError",
     "TaskSpec",
@@ -54,6 +51,7 @@ __all__ = [
     "load_catalog",
     "load_catalog_entries",
     "load_task",
+    "read_file",
     "read_records",
     "resolve_data_dir",
     "stratify_key",

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from taskscout.data.formats import read_text_file
 from taskscout.data.spec import TaskSpec, TaskType
 from taskscout.data.validation import TaskDataError
 
@@ -87,14 +88,15 @@ def load_catalog_entries(data_dir: str | Path | None = None) -> list[dict[str, A
             f"folder holding {CATALOG_FILE} and <task>/train.jsonl, <task>/dev.jsonl.",
             path=path,
         )
+    text = read_text_file(path)  # not UTF-8: an error naming the line and byte offset
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
+        entries = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TaskDataError(
             f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=path
         ) from None
-    except UnicodeDecodeError as exc:
-        raise TaskDataError(f"not UTF-8 text ({exc.reason})", path=path) from None
+    except (ValueError, RecursionError) as exc:
+        raise TaskDataError(f"cannot read JSON: {type(exc).__name__}", path=path) from None
     if isinstance(entries, dict) and isinstance(entries.get("tasks"), list):
         entries = entries["tasks"]
     if not isinstance(entries, list):

@@ -11,11 +11,14 @@ Row numbers are 1-based data rows: for JSONL the line number, for CSV/TSV the ro
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import numbers
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -113,104 +116,217 @@ class _CellError(Exception):
 
 
 _INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")
+#: A decimal number as text ("1", "-2.50", ".5", "1e3"); NaN / infinity are matched separately.
+_NUMBER_RE = re.compile(r"^\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*$")
+_NON_FINITE_RE = re.compile(r"^\s*[+-]?(?:nan|inf|infinity)\s*$", re.IGNORECASE)
+_NUMBER_START = frozenset("0123456789+-. \t")
+#: Longer numeric strings are left as they are (Python refuses int <-> str beyond 4300 digits).
+_MAX_NUMBER_CHARS = 200
+#: Lone UTF-16 surrogates (from JSON escapes such as "\ud800") are not valid Unicode text.
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _missing(value: Any) -> str:
+    return "null" if value is None else "NaN"
+
+
 def _type_name(value: Any) -> str:
     return type(value).__name__
+
+
+def _preview(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages; never raises (Python refuses to
+    print integers of more than 4300 digits, and deeply nested lists)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        return f"<{_type_name(value)} too large to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _keys_text(record: dict) -> str:
+    return ", ".join(k if isinstance(k, str) else _preview(k) for k in record)
+
+
+def _check_unicode(text: str, what: str) -> None:
+    bad = _SURROGATE_RE.search(text)
+    if bad is not None:
+        raise _CellError(
+            f"{what} holds an unpaired UTF-16 surrogate {bad.group()!r} at character "
+            f"{bad.start() + 1} (not valid Unicode; fix the \\u escape)"
+        )
+
+
+def _int_text(value: int, what: str) -> str:
+    try:
+        return str(value)
+    except ValueError:  # more digits than Python converts
+        raise _CellError(f"{what} is an integer too large ({value.bit_length()} bits)") from None
 
 
 def _to_text(value: Any, what: str = "text") -> str:
     if isinstance(value, str):
         if not value.strip():
             raise _CellError(f"empty {what}" if not value else f"{what} is only whitespace")
+        _check_unicode(value, what)
         return value
     if _is_missing(value):
-        raise _CellError(f"missing {what} (null)")
-    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise _CellError(f"missing {what} ({_missing(value)})")
+    if isinstance(value, bool):
+        raise _CellError(f"{what} must be a string, got boolean {value!r}")
+    if isinstance(value, numbers.Integral):
+        return _int_text(int(value), what)
+    if isinstance(value, numbers.Real):
         return str(value)
-    raise _CellError(f"{what} must be a string, got {_type_name(value)} {value!r:.60}")
+    raise _CellError(f"{what} must be a string, got {_type_name(value)} {_preview(value)}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_label_text(text: str) -> str:
+    """A class label (or tag) given as text -> its canonical form.
+
+    Numeric text is canonicalised like a number (``"1.0"``, ``" 1 "``, ``"1e0"`` -> ``"1"``;
+    ``"2.50"`` -> ``"2.5"``), so a column read as mixed ints / floats / strings gives one class
+    per value; ``NaN`` / infinite values raise ``_CellError``; other text (including empty or
+    blank text, which the callers reject with their own message) is returned unchanged.
+    """
+    if not text or text[0] not in _NUMBER_START and text[0] not in "nNiI":
+        return text
+    if _NON_FINITE_RE.match(text):
+        word = "NaN" if "n" in text.strip().lstrip("+-")[:1].lower() else "infinite"
+        raise _CellError(
+            f"label is {word} ({text.strip()!r}): a missing or non-finite value is not a class; "
+            "give the row a label or remove it"
+        )
+    if len(text) > _MAX_NUMBER_CHARS or not _NUMBER_RE.match(text):
+        return text
+    stripped = text.strip()
+    if _INT_RE.match(stripped):
+        return str(int(stripped))
+    as_float = float(stripped)
+    if not math.isfinite(as_float):
+        raise _CellError(f"label is infinite ({stripped!r} overflows a float)")
+    exact = Decimal(stripped)
+    if exact == exact.to_integral_value():
+        return str(int(exact))
+    return repr(as_float)
 
 
 def _to_class_label(value: Any) -> str:
     if isinstance(value, str):
         if not value.strip():
-            raise _CellError("empty label")
-        return value
-    if _is_missing(value):
+            raise _CellError("empty label" if not value else "label is only whitespace")
+        _check_unicode(value, "label")
+        return _canonical_label_text(value)
+    if value is None:
         raise _CellError("missing label (null)")
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    raise _CellError(f"label must be a string or integer, got {_type_name(value)} {value!r:.60}")
+    if isinstance(value, numbers.Integral):
+        return _int_text(int(value), "label")
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if math.isnan(number):
+            raise _CellError(
+                "missing label (NaN): a missing value is not a class; give the row a label "
+                "or remove it"
+            )
+        if math.isinf(number):
+            raise _CellError(f"label is infinite ({number!r}); labels must be finite")
+        return _canonical_label_text(repr(number))
+    raise _CellError(
+        f"label must be a string or integer, got {_type_name(value)} {_preview(value)}"
+    )
 
 
 def _to_float_label(value: Any) -> float:
-    if _is_missing(value) and not isinstance(value, float):
+    if value is None:
         raise _CellError("missing regression target (null)")
     if isinstance(value, bool):
         raise _CellError(f"regression target must be a number, got boolean {value!r}")
-    if isinstance(value, int | float):
-        out = float(value)
-    elif isinstance(value, str):
-        try:
-            out = float(value.strip())
-        except ValueError:
-            raise _CellError(f"regression target is not a number: {value!r:.60}") from None
-    else:
-        raise _CellError(f"regression target must be a number, got {_type_name(value)}")
+    try:
+        if isinstance(value, numbers.Real):
+            out = float(value)
+        elif isinstance(value, str):
+            try:
+                out = float(value.strip())
+            except ValueError:
+                raise _CellError(f"regression target is not a number: {_preview(value)}") from None
+        else:
+            raise _CellError(f"regression target must be a number, got {_type_name(value)}")
+    except OverflowError:
+        raise _CellError("regression target is too large for a float") from None
     if math.isnan(out):
         raise _CellError("regression target is NaN")
     if math.isinf(out):
-        raise _CellError(f"regression target is infinite ({value!r})")
+        raise _CellError(f"regression target is infinite ({_preview(value)})")
     return out
 
 
 def _to_int_label(value: Any) -> int:
     if _is_missing(value):
-        raise _CellError("missing label (null)")
+        raise _CellError(f"missing label ({_missing(value)})")
     if isinstance(value, bool):
         raise _CellError(f"label must be an integer choice index, got boolean {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, numbers.Integral):
         return int(value)
-    if isinstance(value, str) and _INT_RE.match(value):
+    if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
         return int(value)
+    if isinstance(value, str) and len(value) <= _MAX_NUMBER_CHARS:
+        if _INT_RE.match(value):
+            return int(value)
+        if _NUMBER_RE.match(value):
+            as_float = float(value)
+            if math.isfinite(as_float) and as_float.is_integer():
+                return int(as_float)
     raise _CellError(
-        f"label must be an integer choice index, got {_type_name(value)} {value!r:.60}"
+        f"label must be an integer choice index, got {_type_name(value)} {_preview(value)}"
     )
 
 
-def _to_str_list(value: Any, what: str) -> list[str]:
-    """A list of strings from a list, a JSON list string or a whitespace-separated string."""
+def _to_str_list(value: Any, what: str, canonical_items: bool = False) -> list[str]:
+    """A list of strings from a list, a JSON list string or a whitespace-separated string.
+
+    ``canonical_items``: items are class names (tags), canonicalised like class labels, so that
+    ``1``, ``1.0`` and ``"1.0"`` are one tag.
+    """
     if isinstance(value, str):
         stripped = value.strip()
         if stripped.startswith("["):
             try:
                 value = json.loads(stripped)
-            except json.JSONDecodeError as exc:
-                raise _CellError(f"{what}: malformed JSON list ({exc.msg})") from None
+            except (ValueError, RecursionError) as exc:
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+                raise _CellError(f"{what}: malformed JSON list ({reason})") from None
         else:
-            return stripped.split()
-    if type(value) is list and all(type(item) is str for item in value):
-        return value  # fast path (JSON rows)
+            _check_unicode(value, what)
+            value = stripped.split()
+            return [_canonical_label_text(v) for v in value] if canonical_items else value
+    if type(value) is list and all(type(item) is str for item in value):  # fast path (JSON)
+        _check_unicode("".join(value), what)
+        if canonical_items:
+            return [_canonical_label_text(item) for item in value]
+        return value
     if _is_missing(value):
-        raise _CellError(f"missing {what} (null)")
+        raise _CellError(f"missing {what} ({_missing(value)})")
     if not isinstance(value, list | tuple):
         raise _CellError(f"{what} must be a list of strings, got {_type_name(value)}")
     out = []
     for i, item in enumerate(value, start=1):
         if isinstance(item, str):
-            out.append(item)
-        elif isinstance(item, int | float) and not isinstance(item, bool) and not _is_missing(item):
-            out.append(str(item))
+            _check_unicode(item, f"{what}: item {i}")
+            out.append(_canonical_label_text(item) if canonical_items else item)
+        elif (
+            isinstance(item, numbers.Real) and not isinstance(item, bool) and not _is_missing(item)
+        ):
+            try:
+                out.append(_to_class_label(item) if canonical_items else _to_text(item, what))
+            except _CellError as err:
+                raise _CellError(f"{what}: item {i}: {err}") from None
         else:
             raise _CellError(f"{what}: item {i} must be a string, got {_type_name(item)}")
     return out
@@ -231,7 +347,7 @@ def _row_converter(task_type: TaskType, cols: Columns, pair: bool, allowed: tupl
             return rec[col]
         except KeyError:
             err = _CellError(
-                f"missing column {col!r} (this row has: {', '.join(map(str, rec)) or 'nothing'})"
+                f"missing column {col!r} (this row has: {_keys_text(rec) or 'nothing'})"
             )
             err.column = None
             raise err from None
@@ -273,7 +389,7 @@ def _row_converter(task_type: TaskType, cols: Columns, pair: bool, allowed: tupl
 
         def convert(rec):
             tokens = cell(tok_c, _to_str_list, get(rec, tok_c), "tokens")
-            tags = cell(tag_c, _to_str_list, get(rec, tag_c), "tags")
+            tags = cell(tag_c, _to_str_list, get(rec, tag_c), "tags", True)
             if not tokens:
                 err = _CellError("empty token list")
                 err.column = tok_c

@@ -1,21 +1,21 @@
 """Load a task from a user file or folder, a Hugging Face dataset, or the catalog.
 
-:func:`load_task` is the single entry point; see its docstring for how ``task`` is resolved.
+:func:`load_task` is the single entry point; see its docstring for how ``task`` is resolved. This
+module only orchestrates: files are read by :mod:`taskscout.data.formats` (Hugging Face datasets
+by :mod:`taskscout.data.hf`), rows validated by :mod:`taskscout.data.validation`, dev splits carved
+and samples drawn by :mod:`taskscout.data.sampling`.
 """
 
 from __future__ import annotations
 
-import csv
 import difflib
-import json
-import math
-import random
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from taskscout.data.catalog import CATALOG_FILE, load_catalog, resolve_data_dir
+from taskscout.data.formats import SUFFIXES, RawRecords, read_file
+from taskscout.data.hf import HF_PREFIX, load_hf_splits
+from taskscout.data.sampling import carve_dev, stratify_key, subsample_rows
 from taskscout.data.spec import DEFAULT_METRIC, LABELLED_TYPES, TaskData, TaskSpec, TaskType
 from taskscout.data.validation import (
     Columns,
@@ -27,271 +27,10 @@ from taskscout.data.validation import (
     check_train_labels,
 )
 
-__all__ = [
-    "SUFFIXES",
-    "load_task",
-    "read_records",
-    "write_jsonl",
-    "subsample_rows",
-    "carve_dev",
-    "stratify_key",
-]
+__all__ = ["load_task"]
 
-#: File suffix -> format name.
-SUFFIXES: dict[str, str] = {
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "json",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
 _TRAIN_STEMS = ("train",)
 _DEV_STEMS = ("dev", "validation")
-DEV_FRACTION = 0.2
-DEV_MAX = 1000
-
-
-# --------------------------------------------------------------------------- raw file reading
-
-
-@dataclass
-class _Raw:
-    """Records of one split as read, before validation."""
-
-    records: list[Any]
-    row_numbers: list[int] | None  # None: position + 1
-    path: str  # for messages
-    columns: list[str] | None  # header of tabular files; None for JSON
-
-
-def _format_of(path: Path) -> str:
-    fmt = SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
-        raise TaskDataError(
-            f"unsupported file type {path.suffix or '(no suffix)'!r}; "
-            f"use one of: {', '.join(sorted(SUFFIXES))}",
-            path=path,
-        )
-    return fmt
-
-
-def _read_jsonl_text(text: str, path: Path) -> _Raw:
-    records: list[Any] = []
-    numbers: list[int] = []
-    loads = json.loads
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line or line.isspace():
-            continue
-        try:
-            records.append(loads(line))
-        except json.JSONDecodeError as exc:
-            raise TaskDataError(
-                f"malformed JSON line: {exc.msg} (character {exc.colno})", path=path, row=lineno
-            ) from None
-        numbers.append(lineno)
-    return _Raw(records, numbers, str(path), None)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise TaskDataError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", path=path) from None
-    except OSError as exc:
-        raise TaskDataError(f"cannot read file: {exc.strerror or exc}", path=path) from None
-
-
-def _read_json(path: Path) -> _Raw:
-    text = _read_text(path)
-    if not text.lstrip().startswith("["):
-        return _read_jsonl_text(text, path)  # .json holding JSON lines
-    try:
-        records = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TaskDataError(
-            f"malformed JSON array: {exc.msg} (line {exc.lineno}, character {exc.colno})",
-            path=path,
-        ) from None
-    return _Raw(records, None, str(path), None)
-
-
-def _read_delimited(path: Path, sep: str) -> _Raw:
-    import pandas as pd
-
-    try:
-        df = pd.read_csv(
-            path,
-            sep=sep,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            encoding="utf-8-sig",
-            quoting=csv.QUOTE_MINIMAL,
-        )
-    except pd.errors.EmptyDataError:
-        raise TaskDataError("the file is empty (no header, 0 rows)", path=path) from None
-    except pd.errors.ParserError as exc:
-        raise TaskDataError(
-            f"cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: {exc}", path=path
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise TaskDataError(f"not UTF-8 text ({exc.reason})", path=path) from None
-    columns = [str(c) for c in df.columns]
-    df.columns = columns
-    return _Raw(df.to_dict("records"), None, str(path), columns)
-
-
-def _read_parquet(path: Path) -> _Raw:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise TaskDataError(f"cannot read Parquet: {exc}", path=path) from None
-    return _Raw(table.to_pylist(), None, str(path), list(table.column_names))
-
-
-def read_records(path: str | Path) -> list[dict]:
-    """Raw records (dicts keyed by the file's column names) of a JSONL/JSON/CSV/TSV/Parquet file,
-    without validation. Malformed JSON lines raise :class:`TaskDataError`."""
-    return _read_any(Path(path)).records
-
-
-def _read_any(path: Path) -> _Raw:
-    fmt = _format_of(path)
-    if not path.is_file():
-        raise TaskDataError("file not found", path=path)
-    if fmt == "jsonl":
-        return _read_jsonl_text(_read_text(path), path)
-    if fmt == "json":
-        return _read_json(path)
-    if fmt == "csv":
-        return _read_delimited(path, ",")
-    if fmt == "tsv":
-        return _read_delimited(path, "\t")
-    return _read_parquet(path)
-
-
-def write_jsonl(path: str | Path, rows: Sequence[dict]) -> None:
-    """Write rows as UTF-8 JSON lines (``ensure_ascii=False``, the shared data's format)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="\n") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False))
-            fh.write("\n")
-
-
-# --------------------------------------------------------------------------- sampling
-
-
-def stratify_key(task_type: TaskType | str) -> Callable[[dict], Hashable] | None:
-    """The key rows are stratified by: the label for classification, pair classification and
-    multiple choice (answer position); ``None`` (plain random sampling) otherwise."""
-    task_type = TaskType.parse(task_type)
-    if task_type in LABELLED_TYPES or task_type is TaskType.MULTIPLE_CHOICE:
-        return lambda row: row["label"]
-    return None
-
-
-def _groups(rows: Sequence[dict], key: Callable[[dict], Hashable] | None) -> dict:
-    """``{key: [row indices]}`` in order of first appearance."""
-    groups: dict[Hashable, list[int]] = {}
-    if key is None:
-        groups[None] = list(range(len(rows)))
-        return groups
-    for i, row in enumerate(rows):
-        groups.setdefault(key(row), []).append(i)
-    return groups
-
-
-def _allocate(sizes: list[int], n: int, caps: list[int], min_one: bool) -> list[int]:
-    """Split ``n`` over groups proportionally to ``sizes`` (largest remainder), each at most its
-    cap, and at least one per group when ``min_one`` and ``n`` allows it. Deterministic."""
-    total = sum(sizes)
-    quota = [n * s / total for s in sizes]
-    alloc = [min(math.floor(q), c) for q, c in zip(quota, caps, strict=True)]
-    k = len(sizes)
-    if min_one and n >= sum(1 for c in caps if c > 0):
-        alloc = [max(a, 1) if c > 0 else a for a, c in zip(alloc, caps, strict=True)]
-    floor_ = 1 if min_one else 0
-    while sum(alloc) > n:  # only after min_one bumps: take from the most over-quota group
-        j = max(
-            (i for i in range(k) if alloc[i] > floor_),
-            key=lambda i: (alloc[i] - quota[i], -i),
-        )
-        alloc[j] -= 1
-    while sum(alloc) < n:
-        open_ = [i for i in range(k) if alloc[i] < caps[i]]
-        if not open_:
-            break
-        j = max(open_, key=lambda i: (quota[i] - alloc[i], sizes[i], -i))
-        alloc[j] += 1
-    return alloc
-
-
-def _stratified_indices(
-    rows: Sequence[dict],
-    n: int,
-    rng: random.Random,
-    key: Callable[[dict], Hashable] | None,
-    *,
-    keep_one: bool = False,
-    min_one: bool = True,
-) -> list[int]:
-    groups = _groups(rows, key)
-    members = list(groups.values())
-    sizes = [len(m) for m in members]
-    caps = [s - 1 if keep_one else s for s in sizes]
-    alloc = _allocate(sizes, n, caps, min_one)
-    chosen: list[int] = []
-    for idx, a in zip(members, alloc, strict=True):
-        if a:
-            chosen.extend(rng.sample(idx, a))
-    chosen.sort()
-    return chosen
-
-
-def subsample_rows(
-    rows: Sequence[dict],
-    n: int,
-    *,
-    seed: int = 0,
-    key: Callable[[dict], Hashable] | None = None,
-) -> list[dict]:
-    """A seeded random sample of ``n`` rows (all rows if ``n >= len(rows)``), stratified by
-    ``key`` (proportional, every group represented when ``n`` allows), in original order."""
-    if n < 0:
-        raise ValueError(f"sample size must be >= 0, got {n}")
-    if n >= len(rows):
-        return list(rows)
-    idx = _stratified_indices(rows, n, random.Random(seed), key)
-    return [rows[i] for i in idx]
-
-
-def carve_dev(
-    rows: Sequence[dict],
-    *,
-    seed: int = 0,
-    key: Callable[[dict], Hashable] | None = None,
-    fraction: float = DEV_FRACTION,
-    max_dev: int = DEV_MAX,
-) -> tuple[list[dict], list[dict]]:
-    """Split one pool into ``(train, dev)``: dev = ``round(fraction * n)`` rows (at most
-    ``max_dev``, at least 1), seeded, stratified by ``key``; every stratum keeps at least one row
-    in train. Both parts keep the original order and are disjoint."""
-    n_dev = max(1, min(max_dev, round(fraction * len(rows))))
-    idx = _stratified_indices(rows, n_dev, random.Random(seed), key, keep_one=True, min_one=False)
-    taken = set(idx)
-    train = [row for i, row in enumerate(rows) if i not in taken]
-    dev = [rows[i] for i in idx]
-    return train, dev
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def _label_sort_key(label: str):
@@ -306,7 +45,7 @@ def _sorted_labels(values) -> tuple[str, ...]:
     return tuple(sorted(set(values), key=_label_sort_key))
 
 
-def _has_pair(raw: _Raw, cols: Columns) -> bool:
+def _has_pair(raw: RawRecords, cols: Columns) -> bool:
     col = cols.text_pair or "text_pair"
     if raw.columns is not None:
         return col in raw.columns
@@ -314,7 +53,7 @@ def _has_pair(raw: _Raw, cols: Columns) -> bool:
 
 
 def _canonical(
-    raw: _Raw,
+    raw: RawRecords,
     task_type: TaskType,
     cols: Columns,
     pair: bool,
@@ -384,8 +123,8 @@ def _finish(
 
 
 def _from_raw(
-    train_raw: _Raw,
-    dev_raw: _Raw | None,
+    train_raw: RawRecords,
+    dev_raw: RawRecords | None,
     *,
     task_type: TaskType,
     name: str,
@@ -408,7 +147,14 @@ def _from_raw(
                 f"only {len(train)} row: too few to carve a dev split (pass dev_file=...)",
                 path=train_raw.path,
             )
+        n_rows = len(train)
         train, dev = carve_dev(train, seed=seed, key=stratify_key(task_type))
+        if not dev:  # every stratum has a single row: none can leave train
+            raise TaskDataError(
+                f"only {n_rows} rows, each with a different label: too few to carve a dev split "
+                "that leaves every label in train (pass dev_file=... or add rows)",
+                path=train_raw.path,
+            )
         dev_path, dev_numbers = f"{train_raw.path} (carved dev)", None
     else:
         dev = _canonical(dev_raw, task_type, cols, pair, "dev")
@@ -483,8 +229,8 @@ def _load_path(
         train_path = path
         dev_path = Path(dev_file) if dev_file is not None else None
         default_name = path.stem
-    train_raw = _read_any(train_path)
-    dev_raw = _read_any(dev_path) if dev_path is not None else None
+    train_raw = read_file(train_path)
+    dev_raw = read_file(dev_path) if dev_path is not None else None
     spec, train, dev = _from_raw(
         train_raw,
         dev_raw,
@@ -498,89 +244,24 @@ def _load_path(
     return spec, train, dev, str(path)
 
 
-def _hf_records(split, label_cols: Sequence[str]) -> list[dict]:
-    """Rows of a ``datasets.Dataset`` with ClassLabel ints mapped to their names."""
-    features = getattr(split, "features", {}) or {}
-    mappers = {}
-    for col in label_cols:
-        feat = features.get(col)
-        names = getattr(feat, "names", None)
-        inner = getattr(feat, "feature", None)
-        if names:
-            mappers[col] = ("scalar", list(names))
-        elif inner is not None and getattr(inner, "names", None):
-            mappers[col] = ("seq", list(inner.names))
-    records = split.to_list() if hasattr(split, "to_list") else [dict(r) for r in split]
-    if not mappers:
-        return records
-
-    def name_of(names, v):
-        return names[v] if isinstance(v, int) and 0 <= v < len(names) else None
-
-    for rec in records:
-        for col, (kind, names) in mappers.items():
-            if col not in rec:
-                continue
-            v = rec[col]
-            if kind == "scalar":
-                rec[col] = name_of(names, v) if isinstance(v, int) else v
-            elif isinstance(v, list):
-                rec[col] = [name_of(names, t) if isinstance(t, int) else t for t in v]
-    return records
-
-
 def _load_hf(task: str, *, type_, name, cols, dev_file, metric, positive_label, seed):
     where = task
-    ref = task[3:]
-    dataset, _, config = ref.partition(":")
-    if not dataset:
+    if not task[len(HF_PREFIX) :].partition(":")[0]:
         raise TaskDataError("expected hf:<dataset>[:<config>]", path=where)
     task_type = _require_type(type_, where)
-    try:
-        import datasets  # type: ignore[import-not-found]
-    except ImportError:
-        raise TaskDataError(
-            "loading Hugging Face datasets needs the optional 'datasets' package: "
-            "pip install taskscout[hf]",
-            path=where,
-        ) from None
-    try:
-        ds = datasets.load_dataset(dataset, config or None)
-    except Exception as exc:  # datasets raises many types (not found, no config, network)
-        raise TaskDataError(
-            f"could not load the dataset: {type(exc).__name__}: {exc}", path=where
-        ) from None
-    splits = list(ds.keys()) if hasattr(ds, "keys") else []
-    if "train" not in splits:
-        raise TaskDataError(
-            f"dataset has no 'train' split (it has: {', '.join(splits) or 'none'})", path=where
-        )
     if task_type is TaskType.TOKEN_CLASSIFICATION:
         label_cols = [cols.tags]
     elif task_type is TaskType.MULTIPLE_CHOICE:
         label_cols = []
     else:
         label_cols = [cols.label]
-
-    def raw(split_name: str) -> _Raw:
-        split = ds[split_name]
-        column_names = list(getattr(split, "column_names", []) or [])
-        return _Raw(
-            _hf_records(split, label_cols), None, f"{where} [{split_name}]", column_names or None
-        )
-
-    train_raw = raw("train")
-    if dev_file is not None:
-        dev_raw = _read_any(Path(dev_file))
-    else:
-        dev_split = next((s for s in ("validation", "dev", "test") if s in splits), None)
-        dev_raw = raw(dev_split) if dev_split else None
-    default_name = (dataset.rsplit("/", 1)[-1] + (f"_{config}" if config else "")).lower()
+    splits = load_hf_splits(task, label_cols)
+    dev_raw = read_file(dev_file) if dev_file is not None else splits.dev
     spec, train, dev = _from_raw(
-        train_raw,
+        splits.train,
         dev_raw,
         task_type=task_type,
-        name=name or default_name,
+        name=name or splits.default_name,
         cols=cols,
         metric=metric,
         positive_label=positive_label,
@@ -610,8 +291,8 @@ def _load_catalog_task(task: str, *, data_dir, type_, name, metric, positive_lab
             )
     cols = Columns()
     allowed = spec.labels
-    train_raw = _read_any(root / task / "train.jsonl")
-    dev_raw = _read_any(root / task / "dev.jsonl")
+    train_raw = read_file(root / task / "train.jsonl")
+    dev_raw = read_file(root / task / "dev.jsonl")
     pair = spec.type is TaskType.PAIR_CLASSIFICATION or (
         spec.type is TaskType.REGRESSION and _has_pair(train_raw, cols)
     )
@@ -697,7 +378,7 @@ def load_task(
 
     task_str = str(task)
     looks_like_path = isinstance(task, Path) or (
-        not task_str.startswith("hf:")
+        not task_str.startswith(HF_PREFIX)
         and (
             Path(task_str).expanduser().exists()
             or "/" in task_str
@@ -726,7 +407,7 @@ def load_task(
             seed=seed,
             catalog_hint=hint,
         )
-    elif task_str.startswith("hf:"):
+    elif task_str.startswith(HF_PREFIX):
         spec, train, dev, source = _load_hf(
             task_str,
             type_=type,
