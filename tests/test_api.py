@@ -340,3 +340,25 @@ def test_embed_run_id_of_another_task_is_refused(pool_store, tiny_backbone):
         api.embed("mnli", store=root, run_id=runs["snli"].run_id)
     emb = api.embed("snli", store=root, run_id=runs["snli"].run_id)
     assert emb.task == "snli" and emb.record.run_id == runs["snli"].run_id
+
+
+def test_two_files_of_one_name_in_different_folders_never_share_a_task(tmp_path, tiny_backbone):
+    """Defect c: ``a/data.csv`` and ``b/data.csv`` are both task ``data``; the second is refused
+    before tuning (naming both files and --name) instead of replacing the first's record."""
+    rows = {"a": ["good film", "bad film"] * 12, "b": ["fine day", "awful day"] * 12}
+    for folder, texts in rows.items():
+        (tmp_path / folder).mkdir()
+        body = "\n".join(f"{t},{i % 2}" for i, t in enumerate(texts))
+        (tmp_path / folder / "data.csv").write_text("text,label\n" + body + "\n")
+    store = tmp_path / "store"
+    first = tune(str(tmp_path / "a" / "data.csv"), store, tiny_backbone, type="classification")
+    already = r"(?s)'data' is already stored from .*a/data\.csv.*--name"
+    with pytest.raises(StoreError, match=already):
+        tune(str(tmp_path / "b" / "data.csv"), store, tiny_backbone, type="classification")
+    with RunStore(store) as db:
+        assert [r.run_id for r in db.find_runs(status=None)] == [first.run_id]
+        assert db.get_task("data")["source"].endswith("a/data.csv")
+    other = tune(
+        str(tmp_path / "b" / "data.csv"), store, tiny_backbone, type="classification", name="b_data"
+    )
+    assert other.task == "b_data"

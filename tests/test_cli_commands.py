@@ -128,7 +128,7 @@ def test_evaluate_scores_a_predictor(tmp_path):
     res = invoke("evaluate", "--gold", gold, "--scores", scores, "--json")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)["summary"]
-    assert set(summary) == {"p", "random"}  # a file without a predictor column: its stem
+    assert set(summary) == {"p", "random (expected)"}  # no predictor column: the stem
     assert summary["p"]["n_targets"] == 1
     table = invoke("evaluate", "--gold", gold, "--scores", scores).stdout
     assert "predictors vs" in table and "random" in table

@@ -287,4 +287,6 @@ def test_folder_named_like_a_catalog_task_takes_precedence(tmp_path, monkeypatch
     with pytest.raises(TaskDataError, match="takes precedence over a catalog task"):
         load_task("mnli")
     task = load_task("mnli", type="classification")
-    assert task.source == "mnli" and len(task.train) + len(task.dev) == 4
+    # the source is the resolved folder: one data set, one source, however it was named
+    assert task.source == str((tmp_path / "mnli").resolve())
+    assert len(task.train) + len(task.dev) == 4

@@ -11,7 +11,7 @@ from taskscout import api
 from taskscout.backbone import resolve_backbone
 from taskscout.embeddings.similarity import IncompatibleEmbeddingError
 from taskscout.embeddings.task_embedding import embedding_of_run
-from taskscout.predictors import PREDICTORS, Pool, Predictor, get_predictor
+from taskscout.predictors import PREDICTORS, Pool, Predictor, Reads, get_predictor
 from taskscout.predictors import prompt_metrics as pm
 from taskscout.predictors.baselines import (
     fisher_task_embedding,
@@ -113,9 +113,12 @@ def test_registry_names_and_unknown_name():
     expected |= {"ensemble-delta", "ensemble-rank-delta"}
     expected |= {"textemb", "taskemb", "logme", "affinity"}
     assert set(PREDICTORS) == expected
-    for name in expected:
+    for name in expected - {"affinity"}:
         predictor = get_predictor(name)
         assert isinstance(predictor, Predictor) and predictor.name == name
+        assert isinstance(predictor.reads, Reads)
+    with pytest.raises(ValueError, match="affinity predictor needs a fitted scorer"):
+        get_predictor("affinity")  # refused at once, before any target is tuned for it
     with pytest.raises(ValueError, match="unknown predictor 'nope'.*tupate-lora"):
         get_predictor("nope")
 

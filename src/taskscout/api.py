@@ -1,16 +1,14 @@
-"""One-call Python API: ``tune``, ``embed``, ``rank``, ``predict`` (a thin facade).
+"""One-call Python API, a thin facade: ``tune``, ``embed``, ``rank``, ``predict``.
 
     import taskscout
-    run = taskscout.tune("sst2", method="lora", store="runs", max_train=2000,
-                         data_dir="../shared/data")
+    run = taskscout.tune("sst2", method="lora", store="runs", max_train=2000)
     emb = taskscout.embed("sst2", method="lora", checkpoint="early", store="runs")
     table = taskscout.rank("rte", pool="runs", method="lora")      # pandas DataFrame
 
-Every call is idempotent: a run whose full configuration (data fingerprint, backbone, method
-config, training config, seed) is already in the store is returned without training again.
-The concepts live below: :mod:`taskscout.tuning` (config, runs), :mod:`taskscout.embeddings`,
-:mod:`taskscout.predictors`, :mod:`taskscout.affinity`; this module validates the arguments
-(before any work) and wires them.
+Every call is idempotent: a run whose configuration is stored is not trained again. The
+concepts live below (:mod:`taskscout.tuning`, :mod:`taskscout.embeddings`,
+:mod:`taskscout.predictors`, :mod:`taskscout.affinity`); this module checks the arguments
+before any work and wires them.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import pandas as pd
 from taskscout import affinity  # noqa: F401  (registers the ``affinity`` predictor)
 from taskscout.backbone import resolve_backbone
 from taskscout.data import TaskData
-from taskscout.embeddings.task_embedding import TaskEmbedding, embedding_of_run
+from taskscout.embeddings.task_embedding import TaskEmbedding, embedding_of_run, stored_run
 from taskscout.predictors import Pool, get_predictor
 from taskscout.predictors.ranking import (
     TASK_OPTIONS,
@@ -30,8 +28,9 @@ from taskscout.predictors.ranking import (
     predict_scores,
     prepare_target,
     rank_sources,
+    split_options,
 )
-from taskscout.store import RunRecord, RunStore
+from taskscout.store import RunRecord, Store, open_store
 from taskscout.tuning.config import CHECKPOINTS, TuneConfig, checkpoint_kind
 from taskscout.tuning.methods import get_method
 from taskscout.tuning.run import tune_into_store
@@ -48,32 +47,6 @@ __all__ = [
     "rank",
     "tune",
 ]
-
-Store = str | os.PathLike | RunStore
-
-
-def open_store(store: Store | None, pool: Store | None = None, *, create: bool = True) -> RunStore:
-    """The run store given as ``store=`` or its alias ``pool=`` (default ``runs``); a read-only
-    caller passes ``create=False`` and gets an error instead of a new, empty store."""
-    if store is not None and pool is not None:
-        a, b = (open_store(x, create=create) for x in (store, pool))
-        if a.root != b.root:
-            raise ValueError("give the pool directory once: store= or pool= (an alias), not both")
-    chosen = store if store is not None else pool if pool is not None else "runs"
-    return chosen if isinstance(chosen, RunStore) else RunStore(chosen, create=create)
-
-
-def _split_options(options: dict) -> tuple[dict, dict]:
-    """(task options, tuning options) of ``**options``; TypeError naming unknown ones."""
-    options = {k: v for k, v in options.items() if v is not None}
-    tuning = set(TuneConfig.option_names())
-    unknown = set(options) - set(TASK_OPTIONS) - tuning
-    if unknown:
-        raise TypeError(f"unknown option(s) {sorted(unknown)}")
-    return (
-        {k: v for k, v in options.items() if k in TASK_OPTIONS},
-        {k: v for k, v in options.items() if k in tuning},
-    )
 
 
 def tune(
@@ -96,10 +69,10 @@ def tune(
     curve, wall time, checkpoints ``early`` and ``best``). ``device``: ``cpu`` (default, or
     $TASKSCOUT_DEVICE), ``cuda`` or ``auto``; recorded with the run, not part of its id.
     """
-    task_options, tuning = _split_options(options)
+    task_options, tuning = split_options(options)
     config = TuneConfig.from_options(**tuning)  # bad options fail here, before any work
-    db = open_store(store)
     data = task if isinstance(task, TaskData) else config.load(task, seed, **task_options)
+    db = open_store(store)  # after the data is read: bad data creates no store
     return tune_into_store(
         data, config, db, seed=seed, device=device, threads=threads, progress=progress
     )
@@ -128,32 +101,14 @@ def embed(
     name = task.spec.name if isinstance(task, TaskData) else str(task)
     explicit = {k: v for k, v in tune_options.items() if v is not None}
     tuning_args = set(explicit) - {"data_dir", "progress", "threads", "device"}
-    if run_id is not None:
+    if run_id is not None or (not tuning_args and not is_data_path(name)):
         db = open_store(store, create=False)
-        run = db.get_run(run_id)
-        if run is None:
-            raise ValueError(f"no run {run_id!r} in store {db.root}")
-        if (run.task, run.method) != (name, method) and not is_data_path(name):
-            raise ValueError(
-                f"run {run_id!r} is a {run.method} run of task {run.task!r}, not a {method} "
-                f"run of {name!r}"
-            )
-        return embedding_of_run(db, run, checkpoint, layer_reduce)
-    if not tuning_args and isinstance(task, str) and not is_data_path(task):
-        db = open_store(store, create=False)
-        run = db.latest_run(task, method=method, backbone=resolve_backbone(backbone).backbone_id)
+        backbone_id = resolve_backbone(backbone).backbone_id
+        run = stored_run(db, None if is_data_path(name) else name, method, backbone_id, run_id)
         if run is not None:
             return embedding_of_run(db, run, checkpoint, layer_reduce)
     run = tune(task, store=store, method=method, backbone=backbone, **explicit)
     return embedding_of_run(open_store(store), run, checkpoint, layer_reduce)
-
-
-def _resolve_predictor(predictor: str, method: str, scorer) -> str:
-    if predictor == "tupate":
-        return f"tupate-{method}"
-    if predictor == "affinity" and scorer is None:
-        raise ValueError("predictor 'affinity' needs a fitted scorer: scorer=DIR (--scorer)")
-    return predictor
 
 
 def rank(
@@ -176,22 +131,20 @@ def rank(
     scorer: str | os.PathLike | None = None,
     **options,
 ) -> pd.DataFrame:
-    """Rank the pool's source tasks for ``target``: a DataFrame ``source, score, rank,
-    num_train, family`` by descending score (rank 1 = predicted most helpful; a learned scorer
-    adds a ``std`` column, its ``score`` is a predicted gain in metric points).
+    """Rank the pool's sources for ``target``: a DataFrame ``source, score, rank, num_train,
+    family`` by descending score (rank 1 = predicted most helpful; a learned scorer adds
+    ``std``, and its ``score`` is a predicted gain in metric points).
 
     ``target``: a task with runs in the pool (``store=``, alias ``pool=``; default ``runs``),
-    a catalog task, ``hf:<dataset>`` or a data file/folder (task options such as ``type``,
-    ``text_col``). Where the pool lacks the target's runs of the methods the predictor reads
-    (:attr:`Predictor.reads`), the target is tuned first with ``options`` (tuning options of
-    :func:`tune`) and a progress bar; ``tune_target=False`` makes that an error. Everything is
-    checked before tuning: the predictor, method, checkpoint, options, and that the pool has
-    sources. ``predictor``: ``tupate`` (cosine of ``method`` TuPaTE vectors) or any name of
-    :data:`taskscout.predictors.PREDICTORS`; ``scorer``: a fitted affinity scorer folder.
-    Embeddings of other backbones, methods or shapes are refused, never compared.
+    a catalog task, ``hf:<dataset>`` or a data file/folder (task options ``type``, ``text_col``,
+    ...). Runs of the methods the predictor reads (:attr:`Predictor.reads`) that the pool lacks
+    are tuned first with the tuning ``options``; ``tune_target=False`` makes that an error.
+    Everything is checked before any tuning. ``predictor``: ``tupate`` (cosine of ``method``
+    TuPaTE vectors) or a name of :data:`taskscout.predictors.PREDICTORS`; ``scorer``: a fitted
+    affinity scorer's folder. Other backbones, methods or shapes are refused, never compared.
     """
-    task_options, tuning = _split_options(options)
-    name = _resolve_predictor(predictor, method, scorer)
+    task_options, tuning = split_options(options)
+    name = f"tupate-{method}" if predictor == "tupate" else predictor
     scorer_obj = get_predictor(name, **({"scorer": scorer} if scorer is not None else {}))
     config = TuneConfig.from_options(method=method, backbone=backbone, data_dir=data_dir, **tuning)
     pool_obj = Pool(
@@ -241,10 +194,9 @@ def predict(
     tries every registered predictor and skips those the pool cannot serve (no prefix runs,
     no task data for textemb, ...); named predictors that fail raise. ``predictor_options``:
     constructor keywords by predictor name (``{"logme": {"max_examples": 200}}``); ``tasks``:
-    loaded task data by name, used instead of loading from ``data_dir``. ``device`` is
-    accepted for symmetry with the other calls; predictors compute on the CPU.
+    loaded task data by name, used instead of loading from ``data_dir``.
     """
-    del device  # predictors run on the CPU today
+    del device  # accepted for symmetry: predictors compute on the CPU today
     if threads is not None:
         set_torch_threads(threads)
     names = (

@@ -29,6 +29,13 @@ class AffinityPredictor:
     name: str = "affinity"
     _model: object = field(default=None, repr=False)
 
+    def __post_init__(self):
+        if self.scorer is None:  # refused at once, before a target is tuned for it
+            raise ValueError(
+                "the affinity predictor needs a fitted scorer: pass scorer=DIR "
+                "(CLI: --scorer DIR; fit one with `taskscout affinity fit`)"
+            )
+
     @property
     def reads(self) -> Reads:
         """The scorer's method (from its folder's config; lora for an unset scorer)."""

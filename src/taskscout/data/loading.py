@@ -241,7 +241,7 @@ def _load_path(
         positive_label=positive_label,
         seed=seed,
     )
-    return spec, train, dev, str(path)
+    return spec, train, dev, str(path.resolve())  # one file, one source: however it is named
 
 
 def _load_hf(task: str, *, type_, name, cols, dev_file, metric, positive_label, seed):

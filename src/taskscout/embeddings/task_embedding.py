@@ -91,6 +91,25 @@ def embedding_of_run(
     )
 
 
+def stored_run(
+    db: RunStore, task: str | None, method: str, backbone_id: str, run_id: str | None = None
+) -> RunRecord | None:
+    """The run whose embedding ``task`` asks for: run ``run_id`` (ValueError if absent, or if
+    it is not a ``method`` run of ``task``; ``task`` None skips that check), else the latest
+    complete ``method`` run of ``task`` on ``backbone_id`` (None if there is none)."""
+    if run_id is None:
+        return None if task is None else db.latest_run(task, method=method, backbone=backbone_id)
+    run = db.get_run(run_id)
+    if run is None:
+        raise ValueError(f"no run {run_id!r} in store {db.root}")
+    if task is not None and (run.task, run.method) != (task, method):
+        raise ValueError(
+            f"run {run_id!r} is a {run.method} run of task {run.task!r}, not a {method} run "
+            f"of {task!r}"
+        )
+    return run
+
+
 @functools.lru_cache(maxsize=16)
 def _init_embedding(
     backbone_location: str | None, method: str, method_config: str, seed: int, layer_reduce: str

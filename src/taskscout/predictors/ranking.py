@@ -38,6 +38,21 @@ TASK_OPTIONS: tuple[str, ...] = (
 )
 
 
+def split_options(options: dict) -> tuple[dict, dict]:
+    """(task options, tuning options) of keyword ``options`` (None values dropped): the task
+    options of :data:`TASK_OPTIONS` and the fields of :class:`TuneConfig`; TypeError naming
+    any other."""
+    options = {k: v for k, v in options.items() if v is not None}
+    tuning = set(TuneConfig.option_names())
+    unknown = set(options) - set(TASK_OPTIONS) - tuning
+    if unknown:
+        raise TypeError(f"unknown option(s) {sorted(unknown)}")
+    return (
+        {k: v for k, v in options.items() if k in TASK_OPTIONS},
+        {k: v for k, v in options.items() if k in tuning},
+    )
+
+
 @dataclass
 class Target:
     """A target ready to rank: its task name, its runs by method, its data if it was loaded."""
@@ -199,8 +214,8 @@ def predict_scores(
     names = list(predictors) if explicit else sorted(PREDICTORS)
     rows, skipped = [], {}
     for name in names:
-        scorer = get_predictor(name, **(predictor_options or {}).get(name, {}))
         try:
+            scorer = get_predictor(name, **(predictor_options or {}).get(name, {}))
             for target in targets:
                 cands = [s for s in (sources or every) if s != target]
                 scored = scorer.score(target, cands, pool)

@@ -20,7 +20,7 @@ from taskscout.store.records import (
     RunRecord,
     TransferRecord,
 )
-from taskscout.store.runstore import RunStore
+from taskscout.store.runstore import RunStore, Store, open_store
 from taskscout.store.schema import SCHEMA_VERSION
 from taskscout.store.transfers import TransferTable
 
@@ -33,7 +33,9 @@ __all__ = [
     "EmbeddingRecord",
     "RunRecord",
     "RunStore",
+    "Store",
     "StoreError",
     "TransferRecord",
     "TransferTable",
+    "open_store",
 ]

@@ -749,3 +749,19 @@ class RunStore:
                         path.unlink()
                         removed.append(path)
         return removed
+
+
+#: A run store given as a path or already open.
+Store = str | os.PathLike | RunStore
+
+
+def open_store(store: Store | None, pool: Store | None = None, *, create: bool = True) -> RunStore:
+    """The run store given as ``store=`` or its alias ``pool=`` (default ``runs``), opened
+    unless it already is. A read-only caller passes ``create=False`` and gets
+    :class:`StoreError` ("no run store at ...") instead of a new, empty store."""
+    if store is not None and pool is not None:
+        a, b = (open_store(x, create=create) for x in (store, pool))
+        if a.root != b.root:
+            raise ValueError("give the pool directory once: store= or pool= (an alias), not both")
+    chosen = store if store is not None else pool if pool is not None else "runs"
+    return chosen if isinstance(chosen, RunStore) else RunStore(chosen, create=create)
