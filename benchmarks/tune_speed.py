@@ -463,7 +463,7 @@ def main() -> None:
         "--eval-batch-size",
         type=int,
         default=128,
-        help="both sides (our TrainConfig default is 128)",
+        help="both sides (our TuneConfig default is 128)",
     )
     ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=1)

@@ -8,11 +8,11 @@ table = taskscout.rank("mnli", store="runs", method="lora")       # pandas DataF
 
 __version__ = "0.1.0"
 
-__all__ = ["embed", "load_task", "rank", "tune", "__version__"]
+__all__ = ["embed", "load_task", "predict", "rank", "tune", "__version__"]
 
 
 def __getattr__(name):  # lazy: `import taskscout` stays fast (no torch import)
-    if name in ("tune", "embed", "rank"):
+    if name in ("tune", "embed", "rank", "predict"):
         from taskscout import api
 
         return getattr(api, name)
