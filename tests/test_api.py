@@ -202,6 +202,7 @@ def test_corrupt_checkpoint_raises_naming_the_file(tmp_path, tiny_backbone):
     with pytest.raises(CorruptTensorError, match="corrupt or truncated") as info:
         api.embed("sms_spam", store=tmp_path, backbone=str(tiny_backbone), **QUIET)
     assert str(path) in str(info.value)
+    assert f"taskscout runs delete {run.run_id} --store" in str(info.value)  # a command to run
     with RunStore(tmp_path) as db:
         assert db.find_embeddings() == []  # nothing was computed from the broken file
     # the other checkpoint is a separate, intact file

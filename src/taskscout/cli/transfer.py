@@ -7,7 +7,9 @@ unlike tune / embed / rank (``lora``, ``early``).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -141,7 +143,7 @@ def transfer(
     srcs = csv_list(sources) or list(tgts)
     seed_list = _seeds(seeds)
     kind = executor or ("local" if workers > 1 else "inprocess")
-    with guard():
+    with guard(), contextlib.ExitStack() as stack:
         settings = TuneConfig.from_options(
             method=method,
             backbone=backbone,
@@ -154,7 +156,15 @@ def transfer(
             lr=lr,
             max_len=max_len,
         )
-        db = RunStore(store)
+        if dry_run and not (Path(store) / "store.sqlite").exists():
+            # a plan changes nothing: against a store that does not exist yet, plan on an
+            # empty scratch store instead of creating the user's
+            scratch = tempfile.TemporaryDirectory(prefix="taskscout-plan-")
+            stack.callback(scratch.cleanup)
+            db = RunStore(scratch.name)
+        else:
+            db = RunStore(store)
+        stack.callback(db.close)
         kw = dict(
             checkpoint=checkpoint,
             device=device,

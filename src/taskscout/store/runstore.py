@@ -520,8 +520,8 @@ class RunStore:
     def _load_verified(self, rel: str, sha256: str, run_id: str) -> dict[str, torch.Tensor]:
         path = self.root / rel
         how = (
-            f"To recover, delete the run with RunStore({str(self.root)!r}).delete_run("
-            f"{run_id!r}) and re-run it."
+            f"To recover, delete the run (`taskscout runs delete {run_id} --store "
+            f"{self.root} --yes`; Python: RunStore(...).delete_run({run_id!r})) and re-run it."
         )
         return decode_tensors(read_verified(path, sha256, how), path, how)
 
