@@ -22,6 +22,7 @@ from rich.text import Text
 from taskscout.backbone import BackboneError
 from taskscout.data import TaskDataError
 from taskscout.store import RunStore, StoreError
+from taskscout.tuning.config import TuneConfig
 from taskscout.util import console as err
 
 # --------------------------------------------------------------------------------------------
@@ -240,12 +241,14 @@ def compute_options(*, device: str | None, threads: int | None) -> dict:
     return {k: v for k, v in {"device": device, "threads": threads}.items() if v is not None}
 
 
-def check_epochs(epochs: int | None, early_epochs: int | None, *, default_epochs: int = 3) -> None:
-    """``--early-epochs`` above ``--epochs`` is a usage error (never silently clamped)."""
-    if early_epochs is not None and early_epochs > (epochs or default_epochs):
+def check_epochs(epochs: int | None, early_epochs: int | None) -> None:
+    """``--early-epochs`` above ``--epochs`` is a usage error (never silently clamped); the
+    default number of epochs is :class:`TuneConfig`'s."""
+    n = epochs if epochs is not None else TuneConfig().epochs
+    if early_epochs is not None and early_epochs > n:
         raise typer.BadParameter(
-            f"{early_epochs} is above --epochs ({epochs or default_epochs}); the early "
-            "checkpoint must come at or before the last epoch",
+            f"{early_epochs} is above --epochs ({n}); the early checkpoint must come at or "
+            "before the last epoch",
             param_hint="'--early-epochs'",
         )
 
