@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from taskscout.data import TaskSpec
-from taskscout.embeddings.similarity import cosine_scores
+from taskscout.embeddings.similarity import IncompatibleEmbeddingError, cosine_scores
 from taskscout.predictors.base import Pool, check_sources
 from taskscout.predictors.baselines import LogMEPredictor, TextEmbPredictor
 from taskscout.predictors.tupate import TupateDeltaPredictor
@@ -148,9 +148,18 @@ def compute_features(
     ``skip``: features not to compute (left missing, e.g. ``logme`` when time is short);
     ``precomputed``: feature -> {source: value} used instead of computing (e.g. LogME scores
     read from a file); ``gold``: (target, source, gain) rows for ``source_prior``. A feature
-    whose predictor raises is missing for every source, with the reason in ``reasons``.
+    whose predictor raises is missing for every source, with the reason in ``reasons`` --
+    except :class:`IncompatibleEmbeddingError` (another backbone or shape: refused, never a
+    silent omission). A source without any run on the pool's backbone is a ValueError.
     """
     names = check_sources(target, sources)
+    absent = [s for s in names if pool.run(s) is None]
+    if absent:
+        pool.refuse_other_backbones(absent, None)
+        raise ValueError(
+            f"no run in store {pool.store.root} for source(s) {absent} on backbone "
+            f"{pool.backbone!r}"
+        )
     skip = set(skip)
     unknown = skip - set(FEATURES)
     if unknown:
@@ -180,6 +189,8 @@ def compute_features(
         else:
             try:
                 put(feature, dict(make().score(target, names, pool)))
+            except IncompatibleEmbeddingError:
+                raise
             except Exception as exc:  # noqa: BLE001 - a missing feature, recorded
                 reasons[feature] = _reason(exc)
 
