@@ -132,10 +132,9 @@ def rank(
     **options,
 ) -> pd.DataFrame:
     """Rank the pool's sources for ``target``: a DataFrame ``source, score, rank, num_train,
-    family`` by descending score (rank 1 = predicted most helpful). The default predictor,
-    ``gain-model``, scores the predicted gain (TaskWeb units: percent of the no-transfer score)
-    and adds ``low``, ``high`` (90 % interval) and ``likely_harmful``; ``table.attrs`` names
-    the features it used. A learned affinity scorer adds ``std``.
+    family`` by descending score (rank 1 = most helpful). The default ``gain-model`` scores the
+    predicted gain (percent of the no-transfer score), adds ``low``, ``high`` (90 % interval),
+    ``likely_harmful``, and names its features in ``table.attrs``; affinity adds ``std``.
 
     ``target``: a task with runs in the pool (``store=``, alias ``pool=``; default ``runs``),
     a catalog task, ``hf:<dataset>`` or a data file/folder (task options ``type``, ``text_col``,
