@@ -142,7 +142,7 @@ def test_embed_tunes_first_then_reuses(tmp_path, tiny_backbone, tiny_config):
 
 def test_rank_over_a_pool(pool_store, tiny_backbone):
     root, _ = pool_store
-    table = api.rank("mnli", store=root, backbone=str(tiny_backbone))
+    table = api.rank("mnli", store=root, backbone=str(tiny_backbone), predictor="tupate")
     assert isinstance(table, pd.DataFrame)
     assert list(table.columns) == ["source", "score", "rank", "num_train", "family"]
     assert sorted(table["source"]) == sorted(set(POOL) - {"mnli"})
@@ -164,9 +164,11 @@ def test_rank_over_a_pool(pool_store, tiny_backbone):
     assert only["source"].tolist() == ["copa"] and only["rank"].tolist() == [1]
     with pytest.raises(ValueError, match="target 'qnli' has no lora run"):
         api.rank("qnli", store=root, backbone=str(tiny_backbone), tune_target=False)
-    with pytest.raises(
-        ValueError, match=r"no lora embedding in store .* for source\(s\) \['qnli'"
-    ):
+    with pytest.raises(ValueError, match=r"no lora embedding in store .* for source\(s\) \['qnli'"):
+        api.rank(
+            "mnli", store=root, backbone=str(tiny_backbone), sources=["qnli"], predictor="tupate"
+        )
+    with pytest.raises(ValueError, match=r"no run in store .* for source\(s\) \['qnli'"):
         api.rank("mnli", store=root, backbone=str(tiny_backbone), sources=["qnli"])
 
 

@@ -62,7 +62,7 @@ def test_lora_on_mnli(mnli_run, store):
 def test_rank_mnli_against_snli(mnli_run, store):
     snli = api.embed("snli", store=store, **LORA)
     assert snli.tensor.shape == (12288,)
-    table = api.rank("mnli", store=store)
+    table = api.rank("mnli", store=store, predictor="tupate")
     assert table["source"].tolist() == ["snli"] and table["rank"].tolist() == [1]
     assert -1.0 <= table["score"].iloc[0] <= 1.0
     assert table["family"].iloc[0] == "nli" and table["num_train"].iloc[0] == 200

@@ -129,10 +129,12 @@ def test_registry_names_and_unknown_name():
 def test_tupate_predictor_matches_api_rank(pool):
     scores = get_predictor("tupate-lora").score("sms_spam", SOURCES, pool)
     assert set(scores) == set(SOURCES) and scores.info == {"method": "lora"}
-    table = api.rank("sms_spam", store=pool.store, backbone=_location(pool), sources=SOURCES)
+    table = api.rank(
+        "sms_spam", store=pool.store, backbone=_location(pool), sources=SOURCES, predictor="tupate"
+    )
     for row in table.itertuples():
         assert scores[row.source] == pytest.approx(row.score, abs=1e-12)
-    # rank(predictor="tupate-lora") is the default path; another method goes through the registry
+    # rank(predictor="tupate") is tupate-lora; another method goes through the registry
     same = api.rank(
         "sms_spam",
         store=pool.store,

@@ -101,8 +101,9 @@ def test_rank_tunes_a_user_file_target_then_ranks(store, tmp_path, tiny_backbone
     with RunStore(store) as db:
         assert not db.find_runs(task="my_pairs")
     table = api.rank(
-        str(data), pool=store, backbone=str(tiny_backbone), **USER_OPTIONS, **SMALL, **QUIET
-    )
+        str(data), pool=store, backbone=str(tiny_backbone), predictor="tupate",
+        **USER_OPTIONS, **SMALL, **QUIET,
+    )  # fmt: skip
     assert list(table.columns) == ["source", "score", "rank", "num_train", "family"]
     assert sorted(table["source"]) == sorted(POOL)
     assert table["rank"].tolist() == [1, 2, 3] and table["score"].is_monotonic_decreasing
@@ -115,8 +116,9 @@ def test_rank_tunes_a_user_file_target_then_ranks(store, tmp_path, tiny_backbone
         assert row.score == pytest.approx(expected[row.source], abs=1e-12)
     # again: the stored run is reused (no new run), same ranking
     again = api.rank(
-        str(data), store=store, backbone=str(tiny_backbone), **USER_OPTIONS, **SMALL, **QUIET
-    )
+        str(data), store=store, backbone=str(tiny_backbone), predictor="tupate",
+        **USER_OPTIONS, **SMALL, **QUIET,
+    )  # fmt: skip
     pd.testing.assert_frame_equal(again, table)
     with RunStore(store) as db:
         assert len(db.find_runs()) == runs_before
@@ -150,6 +152,8 @@ def test_rank_cli_pool_alias_json_and_csv(store, tmp_path, tiny_backbone, make_t
         "--threads",
         "1",
         "--no-progress",
+        "--predictor",
+        "tupate",
     ]
     result = runner.invoke(app, [*common, "--pool", str(store), "--json"])
     assert result.exit_code == 0, result.output
@@ -251,7 +255,7 @@ def test_packed_pool_is_built_once_reused_and_extended(store, tiny_backbone):
         for s, value in expected.items():
             assert got[s] == pytest.approx(value, abs=1e-12)
         assert got["mnli"] == pytest.approx(1.0, abs=1e-9)
-    table = api.rank("mnli", store=db, backbone=str(tiny_backbone))
+    table = api.rank("mnli", store=db, backbone=str(tiny_backbone), predictor="tupate")
     for row in table.itertuples():
         assert row.score == pytest.approx(expected[row.source], abs=1e-12)
 
@@ -263,7 +267,9 @@ def test_a_pack_of_another_checkpoint_is_a_separate_cache(store, tiny_backbone):
     best = packed_pool(db, method="lora", backbone=backbone, checkpoint="best")
     assert early.matrix_path != best.matrix_path and best.built
     expected = unpacked_scores(store, "snli", tiny_backbone, checkpoint="best")
-    table = api.rank("snli", store=db, backbone=str(tiny_backbone), checkpoint="best")
+    table = api.rank(
+        "snli", store=db, backbone=str(tiny_backbone), predictor="tupate", checkpoint="best"
+    )
     for row in table.itertuples():
         assert row.score == pytest.approx(expected[row.source], abs=1e-12)
 
@@ -276,8 +282,14 @@ def test_packed_pool_refuses_mixed_dimensions(store, tiny_backbone):
         packed_pool(db, method="lora", backbone=backbone)
     # one pack per shape: ranking an r=8 target refuses the r=4 source by name
     with pytest.raises(IncompatibleEmbeddingError, match=r"source 'qnli' has shape=\(512,\)"):
-        api.rank("mnli", store=db, backbone=str(tiny_backbone))
-    table = api.rank("mnli", store=db, backbone=str(tiny_backbone), sources=["snli", "sms_spam"])
+        api.rank("mnli", store=db, backbone=str(tiny_backbone), predictor="tupate")
+    table = api.rank(
+        "mnli",
+        store=db,
+        backbone=str(tiny_backbone),
+        predictor="tupate",
+        sources=["snli", "sms_spam"],
+    )
     assert sorted(table["source"]) == ["sms_spam", "snli"]
 
 

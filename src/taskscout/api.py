@@ -121,7 +121,7 @@ def rank(
     layer_reduce: str = "mean",
     backbone: str | None = None,
     sources: list[str] | None = None,
-    predictor: str = "tupate",
+    predictor: str = "gain-model",
     data_dir: str | os.PathLike | None = None,
     tune_target: bool = True,
     progress: bool = True,
@@ -132,15 +132,17 @@ def rank(
     **options,
 ) -> pd.DataFrame:
     """Rank the pool's sources for ``target``: a DataFrame ``source, score, rank, num_train,
-    family`` by descending score (rank 1 = predicted most helpful; a learned scorer adds
-    ``std``, and its ``score`` is a predicted gain in metric points).
+    family`` by descending score (rank 1 = most helpful). The default ``gain-model`` scores the
+    predicted gain (percent of the no-transfer score), adds ``low``, ``high`` (90 % interval),
+    ``likely_harmful``, and names its features in ``table.attrs``; affinity adds ``std``.
 
     ``target``: a task with runs in the pool (``store=``, alias ``pool=``; default ``runs``),
     a catalog task, ``hf:<dataset>`` or a data file/folder (task options ``type``, ``text_col``,
     ...). Runs of the methods the predictor reads (:attr:`Predictor.reads`) that the pool lacks
     are tuned first with the tuning ``options``; ``tune_target=False`` makes that an error.
-    Everything is checked before any tuning. ``predictor``: ``tupate`` (cosine of ``method``
-    TuPaTE vectors) or a name of :data:`taskscout.predictors.PREDICTORS`; ``scorer``: a fitted
+    Everything is checked before any tuning. ``predictor``: ``gain-model`` (alias
+    ``default``), ``tupate`` (cosine of ``method`` TuPaTE vectors) or any name of
+    :data:`taskscout.predictors.PREDICTORS`; ``scorer``: a fitted
     affinity scorer's folder. Other backbones, methods or shapes are refused, never compared.
     """
     task_options, tuning = split_options(options)

@@ -4,7 +4,8 @@ CPU.
 :func:`run_demo` tunes the method (default LoRA) on each bundled demo task (DEMO_SOURCES and
 DEMO_TARGET, <= 300 training examples each) to the early checkpoint (``epochs``, default 2) on
 the packaged all-MiniLM-L6-v2, embeds them (TuPaTE, mean over layers) and ranks the sources for
-the target by cosine similarity.
+the target with the default ``gain-model`` (predicted gain with its 90 % interval; features the
+demo pool cannot give, e.g. bitfit, are left out and the ones used are printed).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def run_demo(
     threads: int | None = None,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Returns (ranking of the sources for the target: source, score, rank, num_train, family;
+    """Returns (ranking of the sources for the target by the default ``gain-model``: source,
+    score (predicted gain), low, high, likely_harmful, rank, num_train, family;
     per-task timings in seconds: task, role, num_train, dev_score, tune_s, embed_s).
     ``max_train`` / ``max_dev`` subsample every task (seeded; default: all of the bundled rows).
     Status lines go to stderr."""
@@ -103,6 +105,7 @@ def run_demo(
         checkpoint="early",
         backbone=backbone,
         sources=list(DEMO_SOURCES),
+        data_dir=data_dir,
         tune_target=False,
         progress=False,
     )
@@ -149,10 +152,12 @@ def demo(
     out.print(
         table(
             ranking,
-            title=f"Sources ranked for {DEMO_TARGET} by cosine similarity "
-            f"of {method} TuPaTE vectors",
+            title=f"Sources ranked for {DEMO_TARGET} by the gain model: predicted gain "
+            "(% of the no-transfer score) with its 90% interval [low, high]",
         )
     )
+    if "features_used" in ranking.attrs:
+        err.print(f"features used: {', '.join(ranking.attrs['features_used'])}")
     out.print(table(timings, title="time per task (s)", floats="{:.1f}"))
     err.print(
         f"total {time.perf_counter() - start:.1f} s. Explore the store: "

@@ -56,6 +56,8 @@ from taskscout.cli.common import (
 from taskscout.store import RunStore
 
 PREDICTOR_HELP = (
+    "gain-model (default: predicted gain with a 90% interval, from LogME, -delta TuPaTE, "
+    "text embeddings, data size, task type and the source prior), "
     "tupate (cosine of --method TuPaTE vectors), tupate-{lora,bitfit,prefix,prompt}, "
     "ensemble, ensemble-rank, prompt-{mean,token}-{manhattan,euclidean,cosine}, "
     "datasize, curvegrad, textemb, taskemb, logme, affinity (with --scorer), random"
@@ -71,7 +73,7 @@ def rank(
         ),
     ],
     store: PoolOpt = Path("runs"),
-    predictor: Annotated[str, typer.Option("--predictor", help=PREDICTOR_HELP)] = "tupate",
+    predictor: Annotated[str, typer.Option("--predictor", help=PREDICTOR_HELP)] = "gain-model",
     method: MethodOpt = "lora",
     checkpoint: CheckpointOpt = "early",
     layer_reduce: LayerReduceOpt = "mean",
@@ -118,8 +120,9 @@ def rank(
         typer.Option("--scorer", help="--predictor affinity: folder of a fitted scorer."),
     ] = None,
 ) -> None:
-    """Rank the store's source tasks for TARGET (default: cosine of TuPaTE vectors): table of
-    source, score, rank, num_train, family (or --json / --csv)."""
+    """Rank the store's source tasks for TARGET (default: gain-model, the predicted gain in
+    percent of the no-transfer score with its 90% interval and a likely-harmful flag): table of
+    source, score, low, high, likely_harmful, rank, num_train, family (or --json / --csv)."""
     check_epochs(epochs, early_epochs)
     with guard():
         db = RunStore(store) if tune_target else open_store(store)
@@ -162,6 +165,10 @@ def rank(
             ),
         )
     label = f"tupate-{method}" if predictor == "tupate" else predictor
+    if "features_used" in df.attrs:
+        err.print(f"{label}: features used: {', '.join(df.attrs['features_used'])}")
+        for feature, why in df.attrs.get("missing", {}).items():
+            err.print(f"  missing {feature}: {why}")
     print_frame(df, as_json=as_json, csv=csv, title=f"sources for {target} ({label}, {checkpoint})")
 
 

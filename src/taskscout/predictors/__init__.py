@@ -3,13 +3,20 @@
 Names: ``tupate-{lora,bitfit,prefix,prompt}`` (``tupate-<m>-delta``: minus the seeded init),
 ``prompt-{mean,token}-{manhattan,euclidean,cosine}``, ``ensemble``, ``ensemble-rank`` (and their
 ``-delta`` forms), ``datasize``, ``random``, ``curvegrad``, ``textemb``, ``taskemb``, ``logme``
-(see each module). Packages above this one register more the same way (``affinity``, a learned
-scorer: :mod:`taskscout.affinity.predictor`, registered when :mod:`taskscout.affinity` is
-imported). Higher score = predicted more helpful. Every predictor declares what it reads
-(:class:`Reads`).
+(see each module), and the default ``gain-model`` (alias ``default``: a learned gain model
+over those features, :mod:`taskscout.predictors.gain_model`). Packages above this one register
+more the same way (``affinity``, a learned scorer: :mod:`taskscout.affinity.predictor`,
+registered when :mod:`taskscout.affinity` is imported). Higher score = predicted more helpful.
+Every predictor declares what it reads (:class:`Reads`).
 """
 
-from taskscout.predictors import baselines, ensemble, prompt_metrics, tupate  # noqa: F401
+from taskscout.predictors import (  # noqa: F401
+    baselines,
+    ensemble,
+    gain_model,
+    prompt_metrics,
+    tupate,
+)
 from taskscout.predictors.base import Pool, Predictor, Reads, Scores
 from taskscout.predictors.registry import PREDICTORS, get_predictor, register
 from taskscout.predictors.tupate import TupateDeltaPredictor, TupatePredictor

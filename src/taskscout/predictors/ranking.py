@@ -179,15 +179,25 @@ def rank_sources(
 ) -> pd.DataFrame:
     """Score ``sources`` (default: every other task with a run on the pool's backbone) for
     ``target`` and return :func:`score_table`; a learned scorer's per-source standard
-    deviation becomes a ``std`` column."""
+    deviation becomes a ``std`` column; a predictor with an interval (the ``gain-model``) adds
+    ``low``, ``high`` (its bounds, in the score's units) and ``likely_harmful`` (the whole
+    interval below zero) after ``score``. ``table.attrs`` keeps the predictor's ``info``
+    (e.g. ``features_used``, ``missing``)."""
     every = pool.store.task_names(backbone=pool.backbone)
     names = [s for s in (sources or every) if s != target]
     if not names:
         raise ValueError("the pool holds no source task besides the target")
     scored = predictor.score(target, names, pool)
     table = score_table(pool.store, names, [float(scored[s]) for s in names])
-    if "std" in getattr(scored, "info", {}):
-        table.insert(2, "std", table["source"].map(scored.info["std"]))
+    info = getattr(scored, "info", {})
+    if "std" in info:
+        table.insert(2, "std", table["source"].map(info["std"]))
+    if "low" in info and "high" in info:
+        table.insert(2, "low", table["source"].map(info["low"]))
+        table.insert(3, "high", table["source"].map(info["high"]))
+        harmful = info.get("likely_harmful") or {}
+        table.insert(4, "likely_harmful", table["source"].map(lambda s: bool(harmful.get(s))))
+    table.attrs = {k: v for k, v in info.items() if k in ("features_used", "missing", "units")}
     return table
 
 
