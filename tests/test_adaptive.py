@@ -146,6 +146,10 @@ def test_run_adaptive_trains_resumes_and_counts(tiny_backbone, tmp_path):
     # every run the race counted is in the store, and nothing else was trained
     assert len(seeds) == result.runs["transfers"] == sum(result.design.values())
     assert len(db.find_runs(method="prompt")) == result.runs["tunes"]
+    # the dev cap is recorded with every transfer and every baseline it is compared with
+    assert (seeds["max_dev"] == 16).all() and (seeds["dev_examples"] <= 16).all()
+    for run_id in set(seeds["baseline_run_id"]):
+        assert db.get_run(run_id).config["settings"]["max_dev"] == 16
     out = result.outcomes["boolq"]
     assert set(out.seeds) == {"qnli", "sms_spam"} and min(out.seeds.values()) >= 2
     assert out.best in {"qnli", "sms_spam"} and out.reason in {"separated", "seed budget spent"}
