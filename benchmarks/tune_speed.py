@@ -56,6 +56,7 @@ HF_METHODS = {
     "prompt": "peft PromptEncoderConfig(task_type='SEQ_CLS', num_virtual_tokens=20, "
     "encoder_reparameterization_type='MLP', encoder_hidden_size=200) (P-tuning; its MLP has "
     "3 linear layers, ours 2)",
+    "full": "every parameter trained (no peft)",
 }
 HF_TASK_TYPES = ("classification", "pair_classification", "regression")
 
@@ -213,6 +214,8 @@ def _hf_model(location: str, method: str, num_labels: int):
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(location, num_labels=num_labels)
+    if method == "full":
+        return model
     if method == "bitfit":
         for name, param in model.named_parameters():
             trainable = (name.endswith(".bias") and ".layer." in name) or name.startswith(
@@ -455,7 +458,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="sst2")
     ap.add_argument("--data-dir", default="../shared/data")
-    ap.add_argument("--method", default="lora", choices=["lora", "bitfit", "prefix", "prompt"])
+    ap.add_argument(
+        "--method", default="lora", choices=["lora", "bitfit", "prefix", "prompt", "full"]
+    )
     ap.add_argument("--max-train", type=int, default=2000)
     ap.add_argument("--max-dev", type=int, default=500)
     ap.add_argument("--batch-size", type=int, default=32)

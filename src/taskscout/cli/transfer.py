@@ -2,7 +2,10 @@
 
 Both default to ``--method prompt`` (the method of the transfer literature this reproduces) and
 ``--checkpoint best`` (a transfer initialises the target from the source's best checkpoint),
-unlike tune / embed / rank (``lora``, ``early``).
+unlike tune / embed / rank (``lora``, ``early``). ``transfer`` caps dev sets at 1,000 rows
+(seeded, label-stratified; ``--max-dev``) so evaluation does not dominate the cost; the cap is
+part of every run's settings. ``transfer --adaptive`` races each target's sources
+(:mod:`taskscout.transfer.adaptive`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from taskscout.cli.common import (
     DeviceOpt,
     JsonOpt,
     LrOpt,
-    MaxDevOpt,
     NoProgressOpt,
     StoreOpt,
     TuneMethod,
@@ -39,8 +41,16 @@ from taskscout.cli.common import (
     out,
 )
 from taskscout.store import RunStore
+from taskscout.transfer.adaptive import RaceResult, run_adaptive
 from taskscout.transfer.executors import make_executor
-from taskscout.transfer.gains import cost_summary, gains_table, per_seed_gains
+from taskscout.transfer.gains import (
+    DEFAULT_LEVEL,
+    cost_summary,
+    gains_table,
+    per_seed_export,
+    per_seed_gains,
+    uncertainty_summary,
+)
 from taskscout.transfer.scheduler import describe_plan, estimate_seconds, plan_matrix, run_matrix
 from taskscout.tuning.config import TuneConfig, checkpoint_kind
 
@@ -79,7 +89,14 @@ def transfer(
         typer.Option("--sources", help="Comma-separated source tasks (default: the targets)."),
     ] = None,
     method: TransferMethodOpt = "prompt",
-    seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds.")] = "0",
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            "--seeds",
+            help="Comma-separated seeds (default 0; with --adaptive: the ordered seeds a pair "
+            "may use, default 0,1,2,3,4).",
+        ),
+    ] = None,
     store: StoreOpt = Path("runs"),
     workers: Annotated[int, typer.Option("--workers", min=1, help="Runs in parallel.")] = 1,
     executor: Annotated[
@@ -107,7 +124,14 @@ def transfer(
         int | None,
         typer.Option("--max-train", min=1, help="Subsample train to this many (seeded)."),
     ] = 1000,
-    max_dev: MaxDevOpt = None,
+    max_dev: Annotated[
+        int,
+        typer.Option(
+            "--max-dev",
+            min=1,
+            help="Cap dev sets at this many rows (seeded, label-stratified sample).",
+        ),
+    ] = 1000,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs of every run.")] = 3,
     early_epochs: Annotated[
         int,
@@ -134,6 +158,24 @@ def transfer(
     dry_run: Annotated[
         bool, flag("--dry-run", help="Print the plan and time estimate only.")
     ] = False,
+    adaptive: Annotated[
+        bool,
+        flag(
+            "--adaptive",
+            help="Race the sources: start with --start-seeds seeds per pair, add seeds only to "
+            "pairs still tied with the target's best, stop when it is separated or a budget "
+            "is spent.",
+        ),
+    ] = False,
+    start_seeds: Annotated[
+        int, typer.Option("--start-seeds", min=1, help="--adaptive: seeds every pair starts with.")
+    ] = 2,
+    max_runs: Annotated[
+        int | None,
+        typer.Option(
+            "--max-runs", min=1, help="--adaptive: budget of training runs (transfers + tunes)."
+        ),
+    ] = None,
     no_progress: NoProgressOpt = False,
 ) -> None:
     """Measure transfers: every source -> target pair (s != t) x seeds, resumable; sources and
@@ -141,7 +183,11 @@ def transfer(
     check_epochs(epochs, early_epochs)
     tgts = csv_list(targets)
     srcs = csv_list(sources) or list(tgts)
-    seed_list = _seeds(seeds)
+    seed_list = _seeds(seeds or ("0,1,2,3,4" if adaptive else "0"))
+    if adaptive and top_k is not None:
+        fail("--adaptive races all given sources; choose them with --sources, not --top-k")
+    if adaptive and start_seeds > len(seed_list):
+        fail(f"--start-seeds {start_seeds} exceeds the {len(seed_list)} seeds of --seeds")
     kind = executor or ("local" if workers > 1 else "inprocess")
     with guard(), contextlib.ExitStack() as stack:
         settings = TuneConfig.from_options(
@@ -173,13 +219,39 @@ def transfer(
             retry_failed=retry_failed,
             keep_state=keep_state,
         )
-        plan = plan_matrix(
-            db, settings, srcs, tgts, seed_list, include_transfers=top_k is None, **kw
-        )
+        first = seed_list[:start_seeds] if adaptive else seed_list
+        plan = plan_matrix(db, settings, srcs, tgts, first, include_transfers=top_k is None, **kw)
+        if adaptive:
+            err.print(
+                f"adaptive: first round {len(first)} seed(s) per pair; then more seeds, up to "
+                f"{len(seed_list)} ({','.join(map(str, seed_list))}), only for pairs still tied "
+                f"with the best; run budget {max_runs or 'none'}"
+            )
         err.print(describe_plan(plan, estimate_seconds(db, plan, workers), workers))
         if dry_run:
             return
         pool = make_executor(kind, workers, plan.threads, ray_address=ray_address, device=device)
+        if adaptive:
+            try:
+                race, failed = run_adaptive(
+                    db,
+                    settings,
+                    srcs,
+                    tgts,
+                    seed_list,
+                    start_seeds=start_seeds,
+                    max_runs=max_runs,
+                    executor=pool,
+                    progress=not no_progress,
+                    on_round=_print_round,
+                    **kw,
+                )
+            finally:
+                pool.close()
+            _print_race(race, failed)
+            if failed:
+                raise typer.Exit(1)
+            return
         try:
             summary = run_matrix(
                 db,
@@ -208,6 +280,42 @@ def transfer(
         raise typer.Exit(1)
 
 
+def _print_round(n: int, decisions) -> None:
+    parts = [
+        f"{t}: best {d.best}, {len(d.contenders)} tied"
+        + (f", +1 seed for {len(d.grow)}" if d.grow else f" ({d.reason})")
+        for t, d in decisions.items()
+    ]
+    err.print(f"round {n}: " + "; ".join(parts))
+
+
+def _print_race(race: RaceResult, failed: dict[str, str]) -> None:
+    """The race's outcome per target (stdout) and the compute it saved (stdout)."""
+    table = Table(title="adaptive seeds: best source per target")
+    for col in ("target", "best", "separated", "tied with best", "seeds per pair", "stopped"):
+        table.add_column(col)
+    for t, o in race.outcomes.items():
+        counts = sorted(o.seeds.values())
+        table.add_row(
+            t,
+            str(o.best),
+            "yes" if o.separated else "no",
+            ", ".join(c for c in o.contenders if c != o.best) or "-",
+            f"{counts[0]}-{counts[-1]}" if counts[0] != counts[-1] else str(counts[0]),
+            o.reason,
+        )
+    out.print(table)
+    r, f, m = race.runs, race.fixed, race.fixed_max
+    out.print(
+        f"runs used: {r['transfers']} transfers + {r['tunes']} tune runs = {r['total']} in "
+        f"{race.rounds} round(s); a fixed design with the same seeds per target for every pair "
+        f"needs {f['total']} ({f['transfers']} + {f['tunes']}): saved {race.saved * 100:.0f}%; "
+        f"all {len(race.seeds)} seeds for every pair: {m['total']}"
+    )
+    for label, error in failed.items():
+        err.print(f"  [red]failed[/red] {label}: {error}")
+
+
 def gains(
     store: StoreOpt = Path("runs"),
     method: TransferMethodOpt = "prompt",
@@ -217,18 +325,37 @@ def gains(
         str | None,
         typer.Option("--settings-hash", help="Only transfers of these tuning settings."),
     ] = None,
+    per_seed: Annotated[
+        bool,
+        flag(
+            "--per-seed",
+            help="The raw per-seed rows instead: target,source,method,seed,score,"
+            "baseline_score,gain (+ max_dev, dev_examples).",
+        ),
+    ] = False,
+    level: Annotated[
+        float,
+        typer.Option("--level", min=0.5, max=0.999, help="Two-sided interval level."),
+    ] = DEFAULT_LEVEL,
     csv: CsvOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Transfer gains from the store as long-form gold: target,source,gain,performance,
-    gain_std,n_seeds (+ baseline, wall_s, examples); a target x source matrix and the compute
-    the brute-force matrix took versus a single tune. Reads the store only."""
+    gain_std,n_seeds, baseline, wall_s, examples, gain_se, ci_low, ci_high (t interval over
+    paired seeds), excludes_zero, tied_best (cannot be told apart from the target's best),
+    max_dev, dev_examples; a target x source matrix and the compute the brute-force matrix
+    took versus a single tune. Reads the store only."""
     with guard():
         db = open_store(store)
         ckpt = checkpoint_kind(checkpoint)
         bid = resolve_backbone(backbone).backbone_id if backbone else None
         frame, warnings = gains_table(
-            db, method=method, backbone=bid, checkpoint=ckpt, settings_hash=settings_hash
+            db,
+            method=method,
+            backbone=bid,
+            checkpoint=ckpt,
+            settings_hash=settings_hash,
+            level=level,
         )
         seeds, _ = per_seed_gains(
             db, method=method, backbone=bid, checkpoint=ckpt, settings_hash=settings_hash
@@ -237,6 +364,9 @@ def gains(
         err.print(f"[yellow]warning:[/yellow] {w}")
     if frame.empty:
         fail(f"no complete {method} transfers in {store}", code=1)
+    if per_seed:
+        _emit_per_seed(per_seed_export(seeds), csv, as_json)
+        return
     if csv == "-":
         typer.echo(frame.to_csv(index=False), nl=False)
         return
@@ -244,15 +374,28 @@ def gains(
         frame.to_csv(csv, index=False)
         err.print(f"wrote {len(frame)} pairs to {csv}")
     cost = cost_summary(db, seeds)
+    summary = uncertainty_summary(frame)
     if as_json:
-        typer.echo(json.dumps({"gains": frame.to_dict(orient="records"), "cost": cost}))
+        records = json.loads(frame.to_json(orient="records"))
+        typer.echo(json.dumps({"gains": records, "uncertainty": summary, "cost": cost}))
         return
-    out.print(_grid(frame, method))
+    out.print(_grid(frame, method, level))
     out.print(
         f"{len(frame)} pairs, {int(frame['n_seeds'].sum())} transfer runs; "
         f"{(frame['gain'] > 0).mean() * 100:.0f}% of pairs gain; mean gain "
         f"{frame['gain'].mean():+.2f}, best {frame['gain'].max():+.2f}"
     )
+    single = summary["pairs"] - summary["pairs_with_interval"]
+    if summary["pairs_with_interval"]:
+        out.print(
+            f"{level * 100:g}% t intervals over paired seeds: "
+            f"{summary['excludes_zero_share'] * 100:.0f}% of {summary['pairs_with_interval']} "
+            f"pairs exclude zero; |gain| > 2 SE for {summary['gain_over_2se_share'] * 100:.0f}%"
+        )
+    if single:
+        out.print(f"{single} pair(s) have one seed: no interval (measure more seeds)")
+    tied = ", ".join(f"{t} {n}" for t, n in summary["tied_with_best"].items())
+    out.print(f"sources that cannot be told apart from the best (incl. it), per target: {tied}")
     if cost:
         out.print(
             f"compute: {cost['transfer_runs']} transfer runs {cost['transfer_s']:.0f} s "
@@ -263,11 +406,28 @@ def gains(
         )
 
 
-def _grid(frame, method: str) -> Table:
-    """The source x target matrix of mean gains (green > 0, red <= 0, ± std over seeds)."""
+def _emit_per_seed(rows, csv: str | None, as_json: bool) -> None:
+    if csv == "-":
+        typer.echo(rows.to_csv(index=False), nl=False)
+        return
+    if csv is not None:
+        rows.to_csv(csv, index=False)
+        err.print(f"wrote {len(rows)} per-seed rows to {csv}")
+    if as_json:
+        typer.echo(rows.to_json(orient="records"))
+    elif csv is None:
+        typer.echo(rows.to_csv(index=False), nl=False)
+
+
+def _grid(frame, method: str, level: float = DEFAULT_LEVEL) -> Table:
+    """The source x target matrix of mean gains (green > 0, red <= 0, ± standard error over
+    paired seeds; * the interval excludes zero; = tied with the target's best)."""
     targets = sorted(frame["target"].unique())
     sources = sorted(frame["source"].unique())
-    grid = Table(title=f"{method} transfer gain (points x100; mean over seeds) source -> target")
+    grid = Table(
+        title=f"{method} transfer gain (points x100; mean ± SE over paired seeds; * "
+        f"{level * 100:g}% interval excludes 0; = tied with the best) source -> target"
+    )
     grid.add_column("source \\ target")
     for t in targets:
         grid.add_column(t, justify="right")
@@ -279,9 +439,11 @@ def _grid(frame, method: str) -> Table:
             if r is None:
                 cells.append("")
             else:
-                std = "" if r.gain_std != r.gain_std else f"±{r.gain_std:.1f}"
+                se = "" if r.gain_se != r.gain_se else f"±{r.gain_se:.1f}"
+                star = "*" if r.n_seeds > 1 and bool(r.excludes_zero) else ""
+                tie = "=" if r.tied_best else ""
                 color = "green" if r.gain > 0 else "red"
-                cells.append(f"[{color}]{r.gain:+.1f}[/{color}]{std}")
+                cells.append(f"[{color}]{r.gain:+.1f}[/{color}]{se}{star}{tie}")
         grid.add_row(s, *cells)
     base = frame.groupby("target")["baseline"].first()
     grid.add_row("[dim]baseline[/dim]", *[f"[dim]{base[t]:.1f}[/dim]" for t in targets])

@@ -5,7 +5,9 @@
 * :mod:`.jobs` -- the picklable unit of work that executors run and the driver commits;
 * :mod:`.executors` -- in-process, local worker processes, Ray;
 * :mod:`.scheduler` -- the (source, target) x seeds matrix: plan, estimate, resume, retry;
-* :mod:`.gains` -- the long-form gold table ``target,source,gain,performance,gain_std,n_seeds``.
+* :mod:`.gains` -- the long-form gold table ``target,source,gain,performance,gain_std,n_seeds``
+  with paired-seed t intervals and the sources tied with each target's best;
+* :mod:`.adaptive` -- adaptive seeds: racing a target's sources (``transfer --adaptive``).
 
 A matrix shares one :class:`taskscout.tuning.config.TuneConfig` (its ``settings``), which also
 gives each target's no-transfer run id.

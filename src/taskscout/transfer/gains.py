@@ -1,16 +1,43 @@
-"""Transfer gains from the store: the long-form gold table of DESIGN section 5.
+"""Transfer gains from the store: the long-form gold table of DESIGN section 5, with error bars.
 
-``gain(s, t) = score(t | from s) - score(t | no transfer)`` per seed, both scores being the
-target's dev score at its best epoch (metric points x100); then mean and sample standard
-deviation (ddof 1; NaN with one seed) over seeds. ``performance`` is the mean transfer score.
+``gain(s, t, k) = score(t | from s, seed k) - score(t | no transfer, seed k)``: seeds are
+*paired* (the transfer and its baseline share seed ``k``, hence data subsample, head
+initialisation, batch order and dropout masks), both scores being the target's dev score at its
+best epoch (metric points x100). Per pair over its seeds (:func:`pair_statistics`):
+
+* ``gain``: the mean of the per-seed gains, ``gain_std`` their sample std (ddof 1),
+  ``gain_se = gain_std / sqrt(n)``;
+* ``ci_low, ci_high``: the two-sided ``level`` (default 90 %) Student-t interval
+  ``gain +- t_{(1+level)/2, n-1} * gain_se`` over the n paired per-seed gains;
+  ``excludes_zero``: whether that interval lies strictly above or below 0. With one seed there
+  is no interval: NaN bounds and ``excludes_zero`` missing (``<NA>``).
+
+Per target, *cannot be told apart from the best* (:func:`separation`): the best source b has
+the highest mean gain (ties: first by name). Another source s is compared with b *paired* over
+their common seeds C (the seeds both were measured with): ``d_k = gain(b, k) - gain(s, k)``,
+k in C (= score(t|b,k) - score(t|s,k), the shared baseline cancels). s is *separated* from b
+when the two-sided ``level`` t interval of mean d over C lies above 0 (``d_low > 0``), i.e. b
+is better at one-sided level ``(1+level)/2``; otherwise s is *tied with the best*
+(``tied_best``). With fewer than 2 common seeds there is no interval and s counts as tied
+(not separated). b itself is tied with itself.
+
+Dev sets: ``TuneConfig.max_dev`` caps every run's dev split by a seeded, label-stratified
+subsample (:func:`taskscout.data.sampling.subsample_rows`); each per-seed row records the cap
+(``max_dev``, empty = no cap) and the dev rows actually scored (``dev_examples``).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from taskscout.store import RunStore
+
+#: The interval level of every gains table (two-sided).
+DEFAULT_LEVEL = 0.9
 
 GAIN_COLUMNS = (
     "target",
@@ -22,6 +49,44 @@ GAIN_COLUMNS = (
     "baseline",
     "wall_s",
     "examples",
+    "gain_se",
+    "ci_low",
+    "ci_high",
+    "excludes_zero",
+    "tied_best",
+    "max_dev",
+    "dev_examples",
+)
+
+SEED_COLUMNS = (
+    "target",
+    "source",
+    "seed",
+    "score",
+    "baseline",
+    "gain",
+    "wall_s",
+    "examples",
+    "baseline_wall_s",
+    "source_run_id",
+    "baseline_run_id",
+    "settings_hash",
+    "method",
+    "max_dev",
+    "dev_examples",
+)
+
+#: The exported per-seed long form (``taskscout gains --per-seed``).
+PER_SEED_EXPORT = (
+    "target",
+    "source",
+    "method",
+    "seed",
+    "score",
+    "baseline_score",
+    "gain",
+    "max_dev",
+    "dev_examples",
 )
 
 
@@ -33,6 +98,24 @@ def run_score(run) -> float:
     return float(run.dev_scores[best - 1])
 
 
+def t_interval(values, level: float = DEFAULT_LEVEL) -> tuple[float, float, float, float]:
+    """``(mean, standard error, low, high)`` of the two-sided ``level`` Student-t interval of
+    the mean of ``values`` (n - 1 degrees of freedom). One value: ``(value, nan, nan, nan)``;
+    none: all NaN. ``level`` in (0, 1)."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), not {level}")
+    x = np.asarray(values, dtype=float)
+    n = x.size
+    if n == 0:
+        return (math.nan,) * 4
+    mean = float(x.mean())
+    if n == 1:
+        return mean, math.nan, math.nan, math.nan
+    se = float(x.std(ddof=1) / math.sqrt(n))
+    half = float(stats.t.ppf(0.5 + level / 2.0, n - 1)) * se
+    return mean, se, mean - half, mean + half
+
+
 def per_seed_gains(
     db: RunStore,
     *,
@@ -41,9 +124,11 @@ def per_seed_gains(
     checkpoint: str = "best",
     settings_hash: str | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """One row per complete transfer: ``target, source, seed, score, baseline, gain, wall_s,
-    examples, baseline_wall_s, settings_hash``; plus warnings (transfers without a complete
-    baseline run, which are left out and named)."""
+    """One row per complete transfer (columns :data:`SEED_COLUMNS`): ``target, source, seed,
+    score, baseline, gain`` (paired: the baseline is the target's run with the same seed),
+    timings, run ids, ``settings_hash``, ``method``, the dev cap ``max_dev`` (NaN: none) and
+    ``dev_examples`` (dev rows the baseline was scored on); plus warnings (transfers without
+    a complete baseline run, which are left out and named)."""
     rows, warnings = [], []
     for rec in db.transfers.find(
         method=method, backbone=backbone, checkpoint=checkpoint, settings_hash=settings_hash
@@ -56,6 +141,7 @@ def per_seed_gains(
             )
             continue
         baseline = run_score(base)
+        cap = (rec.config.get("settings") or {}).get("max_dev")
         rows.append(
             {
                 "target": rec.target,
@@ -70,23 +156,21 @@ def per_seed_gains(
                 "source_run_id": rec.source_run_id,
                 "baseline_run_id": rec.baseline_run_id,
                 "settings_hash": rec.settings_hash,
+                "method": rec.method,
+                "max_dev": math.nan if cap is None else float(cap),
+                "dev_examples": base.num_dev,
             }
         )
-    cols = [
-        "target",
-        "source",
-        "seed",
-        "score",
-        "baseline",
-        "gain",
-        "wall_s",
-        "examples",
-        "baseline_wall_s",
-        "source_run_id",
-        "baseline_run_id",
-        "settings_hash",
-    ]
-    return pd.DataFrame(rows, columns=cols), warnings
+    return pd.DataFrame(rows, columns=list(SEED_COLUMNS)), warnings
+
+
+def per_seed_export(seeds: pd.DataFrame) -> pd.DataFrame:
+    """Per-seed rows -> the exported long form :data:`PER_SEED_EXPORT` (``baseline`` renamed
+    ``baseline_score``; ``max_dev`` as a nullable integer), sorted by target, source, seed."""
+    out = seeds.rename(columns={"baseline": "baseline_score"})
+    out = out.sort_values(["target", "source", "seed"], kind="stable").reset_index(drop=True)
+    out["max_dev"] = out["max_dev"].astype("Int64")
+    return out[list(PER_SEED_EXPORT)]
 
 
 def gains_table(
@@ -96,9 +180,9 @@ def gains_table(
     backbone: str | None = None,
     checkpoint: str = "best",
     settings_hash: str | None = None,
+    level: float = DEFAULT_LEVEL,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Long-form gold ``target, source, gain, performance, gain_std, n_seeds, baseline,
-    wall_s, examples`` (means over seeds; wall_s / examples: summed over seeds), sorted by
+    """Long-form gold (columns :data:`GAIN_COLUMNS`, see :func:`aggregate_seeds`), sorted by
     target then descending gain. Transfers of several settings in one store raise ValueError
     unless ``settings_hash`` picks one."""
     seeds, warnings = per_seed_gains(
@@ -113,30 +197,134 @@ def gains_table(
             f"the store holds {method} transfers measured with {len(hashes)} different settings "
             f"{counts}; pick one with settings_hash= (--settings-hash)"
         )
-    return aggregate_seeds(seeds), warnings
+    return aggregate_seeds(seeds, level=level), warnings
 
 
-def aggregate_seeds(seeds: pd.DataFrame) -> pd.DataFrame:
-    """Per-seed rows (``target, source, seed, score, baseline, gain, wall_s, examples``) ->
-    long-form gold (see :func:`gains_table`): gain / performance / baseline are means over
-    seeds, ``gain_std`` the sample std (NaN with one seed), wall_s / examples sums."""
+def _check_unique(seeds: pd.DataFrame) -> None:
     dup = seeds.duplicated(["target", "source", "seed"])
     if dup.any():
         raise ValueError(f"{int(dup.sum())} duplicate (target, source, seed) rows")
+
+
+def pair_statistics(seeds: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+    """Per (target, source) of per-seed rows (``target, source, seed, gain``): ``n_seeds,
+    gain, gain_std, gain_se, ci_low, ci_high, excludes_zero`` as defined in the module
+    docstring (``excludes_zero`` is a nullable boolean: ``<NA>`` with one seed)."""
+    _check_unique(seeds)
+    rows = []
+    for (target, source), grp in seeds.groupby(["target", "source"], sort=True):
+        mean, se, lo, hi = t_interval(grp["gain"].to_numpy(), level)
+        n = len(grp)
+        rows.append(
+            {
+                "target": target,
+                "source": source,
+                "n_seeds": n,
+                "gain": mean,
+                "gain_std": float(grp["gain"].std(ddof=1)) if n > 1 else math.nan,
+                "gain_se": se,
+                "ci_low": lo,
+                "ci_high": hi,
+                "excludes_zero": pd.NA if n < 2 else bool(lo > 0 or hi < 0),
+            }
+        )
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        out["excludes_zero"] = out["excludes_zero"].astype("boolean")
+    return out
+
+
+def separation(target_seeds: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+    """One target's per-seed rows (``source, seed, gain``) -> per source, sorted by descending
+    mean gain (ties by name): ``source, n_seeds, gain, best, common_seeds, diff, diff_low,
+    diff_high, tied_best``. ``diff`` = mean over common seeds of gain(best) - gain(source)
+    and its paired ``level`` t interval; ``tied_best``: the source cannot be told apart from
+    the best (module docstring). Empty input: an empty frame."""
+    cols = [
+        "source",
+        "n_seeds",
+        "gain",
+        "best",
+        "common_seeds",
+        "diff",
+        "diff_low",
+        "diff_high",
+        "tied_best",
+    ]
+    if target_seeds.empty:
+        return pd.DataFrame(columns=cols)
+    if target_seeds.duplicated(["source", "seed"]).any():
+        raise ValueError("duplicate (source, seed) rows for one target")
+    by_source = {s: g.set_index("seed")["gain"] for s, g in target_seeds.groupby("source")}
+    means = sorted(
+        ((float(g.mean()), s) for s, g in by_source.items()), key=lambda m: (-m[0], m[1])
+    )
+    best = means[0][1]
+    rows = []
+    for mean, source in means:
+        g = by_source[source]
+        if source == best:
+            row = (len(g), mean, True, len(g), 0.0, 0.0, 0.0, True)
+        else:
+            common = by_source[best].index.intersection(g.index)
+            d = (by_source[best].loc[common] - g.loc[common]).to_numpy()
+            dm, _, lo, hi = t_interval(d, level) if len(d) else (math.nan,) * 4
+            tied = not (len(d) >= 2 and lo > 0)
+            row = (len(g), mean, False, len(common), dm, lo, hi, tied)
+        rows.append((source, *row))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def aggregate_seeds(seeds: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+    """Per-seed rows (:func:`per_seed_gains`; ``max_dev`` / ``dev_examples`` optional) ->
+    long-form gold :data:`GAIN_COLUMNS`: ``gain`` / ``performance`` / ``baseline`` are means
+    over seeds, ``gain_std`` / ``gain_se`` / ``ci_low`` / ``ci_high`` / ``excludes_zero`` per
+    :func:`pair_statistics`, ``tied_best`` per :func:`separation`, ``wall_s`` / ``examples``
+    sums, ``max_dev`` the cap (NaN: none), ``dev_examples`` the mean dev rows scored. Sorted
+    by target, then descending gain. ValueError on duplicate (target, source, seed) rows."""
+    _check_unique(seeds)
+    seeds = seeds.copy()
+    for col in ("max_dev", "dev_examples"):
+        if col not in seeds:
+            seeds[col] = math.nan
     g = seeds.groupby(["target", "source"], sort=True)
     out = pd.DataFrame(
         {
-            "gain": g["gain"].mean(),
             "performance": g["score"].mean(),
-            "gain_std": g["gain"].std(ddof=1),
-            "n_seeds": g["seed"].nunique(),
             "baseline": g["baseline"].mean(),
             "wall_s": g["wall_s"].sum(),
             "examples": g["examples"].sum(),
+            "max_dev": g["max_dev"].max(),
+            "dev_examples": g["dev_examples"].mean(),
         }
     ).reset_index()
+    out = out.merge(pair_statistics(seeds, level), on=["target", "source"])
+    tied = pd.concat(
+        [separation(grp, level).assign(target=t) for t, grp in seeds.groupby("target")]
+    )[["target", "source", "tied_best"]]
+    out = out.merge(tied, on=["target", "source"])
     out = out.sort_values(["target", "gain"], ascending=[True, False], kind="stable")
     return out.reset_index(drop=True)[list(GAIN_COLUMNS)]
+
+
+def uncertainty_summary(frame: pd.DataFrame) -> dict:
+    """Headline figures of a gains table: pairs, pairs with an interval (>= 2 seeds), the
+    share of those whose interval excludes zero, the share with |gain| > 2 standard errors,
+    and per target how many sources are tied with the best."""
+    with_ci = frame[frame["n_seeds"] >= 2]
+    return {
+        "pairs": len(frame),
+        "pairs_with_interval": len(with_ci),
+        "excludes_zero_share": float(with_ci["excludes_zero"].astype(bool).mean())
+        if len(with_ci)
+        else None,
+        "gain_over_2se_share": float((with_ci["gain"].abs() > 2 * with_ci["gain_se"]).mean())
+        if len(with_ci)
+        else None,
+        "tied_with_best": {
+            str(t): int(g["tied_best"].sum()) for t, g in frame.groupby("target", sort=True)
+        },
+    }
 
 
 def cost_summary(db: RunStore, seeds: pd.DataFrame) -> dict:

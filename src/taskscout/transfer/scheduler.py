@@ -431,7 +431,12 @@ def _commit(db, table, job: Job, result: JobResult, summary: MatrixSummary) -> N
                 info["num_dev"],
                 source=info.get("source", ""),
             )
-        record.config = {**record.config, "job_s": result.seconds}
+        # not hashed: the matrix's settings (dev cap max_dev included) and the job's seconds
+        record.config = {
+            **record.config,
+            "job_s": result.seconds,
+            "settings": job.settings.to_dict(),
+        }
         db.save_run(
             record,
             {k: (st_load(b), epoch, score) for k, (b, epoch, score) in result.checkpoints.items()},
