@@ -9,7 +9,7 @@ imported). Higher score = predicted more helpful. Every predictor declares what 
 (:class:`Reads`).
 """
 
-from taskscout.predictors import baselines, ensemble, prompt_metrics, tupate  # noqa: F401
+from taskscout.predictors import baselines, ensemble, logme, prompt_metrics, tupate  # noqa: F401
 from taskscout.predictors.base import Pool, Predictor, Reads, Scores
 from taskscout.predictors.registry import PREDICTORS, get_predictor, register
 from taskscout.predictors.tupate import TupateDeltaPredictor, TupatePredictor
