@@ -9,7 +9,9 @@ Sources: the other 11 tasks of a *temporary copy* of ``benchmarks/stores/taskweb
 target encoded again, rows in order in batches of 64 under ``no_grad``. New path
 (:class:`taskscout.predictors.logme.LogMEPredictor`): one backbone and method, each source's
 LoRA state copied in, the target encoded once, length-sorted batches under ``inference_mode``;
-timed cold (memory cache cleared, no disk cache) and warm (features cached). Both paths' scores
+timed cold (memory cache cleared, no disk cache) and warm (features cached). The floor: one
+forward pass of the frozen backbone alone over the same target tokens (``target_tokens``), the
+least any source whose model runs over the target can cost. Both paths' scores
 are printed side by side (they agree to float rounding). Prints one JSON object; times are
 medians over ``--repeats`` (old path: ``--old-repeats``) in seconds.
 """
@@ -52,6 +54,34 @@ def old_path(pool, target: str, sources: list[str], n: int) -> dict[str, float]:
         feats = method_features(method, split, tokenizer.pad_token_id).numpy()
         out[s] = logme(feats, np.asarray(split.labels), regression=False)
     return out
+
+
+def backbone_floor(pool, target: str, n: int, batch_size: int = 64) -> tuple[float, int]:
+    """(seconds, tokens): one forward pass of the frozen backbone alone (no LoRA) over the
+    target's rows in the new path's batches: the least any source costs when its model must run
+    over the target."""
+    import torch
+
+    from taskscout.backbone import load_backbone
+    from taskscout.encode import collate, encode_rows, sorted_batches
+
+    data = pool.task_data(target, max_train=n)
+    _, tokenizer, encoder = load_backbone(None)
+    split = encode_rows(data.train[:n], data.spec, tokenizer, 128)
+    if split.task_type.value == "multiple_choice":
+        from taskscout.predictors.logme import flatten_choices
+
+        split = flatten_choices(split)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for idx in sorted_batches(split.lengths, batch_size):
+            b = collate(split, idx, tokenizer.pad_token_id)
+            encoder(
+                input_ids=b["input_ids"],
+                attention_mask=b["attention_mask"],
+                token_type_ids=b["token_type_ids"],
+            )
+    return time.perf_counter() - t0, int(sum(split.lengths))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -108,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
             predictor.score(args.target, sources, pool)
             warm.append(time.perf_counter() - t0)
         n = len(sources)
+        floor_s, tokens = backbone_floor(pool, args.target, args.max_examples)
         result.update(
             {
                 "sources": n,
@@ -117,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
                 "new_cold_per_source_s": round(statistics.median(cold) / n, 3),
                 "new_warm_s": round(statistics.median(warm), 3),
                 "speedup": round(statistics.median(old_times) / statistics.median(cold), 2),
+                "target_tokens": tokens,
+                "backbone_forward_floor_s": round(floor_s, 3),
                 "goal_per_source_s": 1.0,
                 "goal_met": statistics.median(cold) / n <= 1.0,
                 "runs": {

@@ -107,3 +107,21 @@ def test_cli_export_import_info(built, tiny_backbone, tmp_path):
     )
     assert res.exit_code == 2 and "base model 'bert-base-uncased'" in res.output
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.slow
+def test_build_on_worker_processes_equals_in_process(built, tiny_backbone, tmp_path):
+    """The local executor (spawned worker, private scratch store) commits the same run: same id,
+    same checkpoint tensors, as the in-process build."""
+    import torch
+
+    db, settings, first = built
+    other = RunStore(tmp_path / "workers")
+    summary = build_pool(
+        other, ["snli"], ["lora"], settings, executor="local", workers=1, threads=1, progress=False
+    )
+    assert summary.completed == 1 and not summary.failed
+    run_id = summary.run_ids["snli/lora"]
+    assert run_id == first.run_ids["snli/lora"]
+    a, b = db.load_checkpoint(run_id, "best"), other.load_checkpoint(run_id, "best")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

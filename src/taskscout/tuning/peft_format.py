@@ -168,7 +168,7 @@ def read_lora_adapter(folder: str | Path) -> LoraAdapter:
     bad = [
         f"{k}={raw[k]!r}"
         for k, default in _UNSUPPORTED.items()
-        if k in raw and raw[k] not in (default, None) and raw[k] != default
+        if raw.get(k) is not None and raw[k] != default
     ]
     if bad:
         raise ValueError(f"{folder}: LoRA variant not supported by taskscout: {', '.join(bad)}")
@@ -179,7 +179,8 @@ def read_lora_adapter(folder: str | Path) -> LoraAdapter:
         "r": int(raw["r"]),
         "alpha": raw["lora_alpha"],
         "dropout": float(raw.get("lora_dropout") or 0.0),
-        "target_modules": sorted(targets or []),
+        # peft matches target names as suffixes: "attention.self.query" is "query"
+        "target_modules": sorted({str(t).rsplit(".", 1)[-1] for t in targets or []}),
     }
     state = {}
     for key, tensor in load_file(str(weights)).items():
