@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from taskscout.cli import affinity, demo, evaluation, ranking, runs, tasks, transfer, tuning
+from taskscout.cli import affinity, demo, evaluation, pool, ranking, runs, tasks, transfer, tuning
 
 app = typer.Typer(
     add_completion=False,
@@ -23,4 +23,5 @@ runs.register(app)  # runs [list|delete|gc], gc
 demo.register(app)  # demo
 evaluation.register(app)  # evaluate
 transfer.register(app)  # transfer, gains
+pool.register(app)  # pool build / info / import / export
 app.add_typer(affinity.app, name="affinity")  # affinity fit / evaluate

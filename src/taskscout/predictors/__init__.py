@@ -10,10 +10,11 @@ registered when :mod:`taskscout.affinity` is imported). Higher score = predicted
 Every predictor declares what it reads (:class:`Reads`).
 """
 
-from taskscout.predictors import (  # noqa: F401
+from taskscout.predictors import (  # noqa: F401  (registration)
     baselines,
     ensemble,
     gain_model,
+    logme,
     prompt_metrics,
     tupate,
 )

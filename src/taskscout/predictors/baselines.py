@@ -9,8 +9,8 @@
   the frozen backbone.
 * ``taskemb``   p(s) = cos(F_t, F_s), F = :func:`fisher_task_embedding` of the task-tuned model
   (the run's ``best`` checkpoint) over <= 256 training examples.
-* ``logme``     p(s) = LogME evidence (:func:`logme`) of the target's labels given features of
-  <= 500 target training examples under the source's tuned method (mean-pooled last hidden states).
+
+LogME lives in :mod:`taskscout.predictors.logme` (re-exported here for older imports).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from taskscout.data import TaskSpec, TaskType
 from taskscout.embeddings.similarity import cosine_scores
 from taskscout.encode import IGNORE_INDEX, collate, encode_rows, sorted_batches
 from taskscout.predictors.base import Pool, Reads, Scores, check_sources
+from taskscout.predictors.logme import LogMEPredictor, logme, method_features  # noqa: F401
 from taskscout.predictors.registry import register
 from taskscout.tuning.methods import build_method
 from taskscout.tuning.model import TaskModel
@@ -393,132 +394,8 @@ class TaskEmbPredictor:
         return Scores(zip(names, cos.tolist(), strict=True), {"method": self.method})
 
 
-# --- logme ---------------------------------------------------------------------------------
-
-
-def _logme_single(
-    sigma: np.ndarray, x2: np.ndarray, res_x2: float, n: int, d: int, max_iter: int = 100
-) -> float:
-    alpha, beta = 1.0, 1.0
-    for _ in range(max_iter):
-        t = alpha / beta
-        gamma = float((sigma / (sigma + t)).sum())
-        m2 = float((sigma * x2 / (t + sigma) ** 2).sum())
-        res2 = float((x2 / (1.0 + sigma / t) ** 2).sum() + res_x2)
-        alpha = gamma / (m2 + 1e-5)
-        beta = (n - gamma) / (res2 + 1e-5)
-        if abs(alpha / beta - t) / t <= 1e-3:
-            break
-    t = alpha / beta
-    m2 = float((sigma * x2 / (t + sigma) ** 2).sum())
-    res2 = float((x2 / (1.0 + sigma / t) ** 2).sum() + res_x2)
-    logdet = float(np.log(alpha + beta * sigma).sum()) + (d - len(sigma)) * np.log(alpha)
-    evidence = (
-        d / 2.0 * np.log(alpha)
-        + n / 2.0 * np.log(beta)
-        - 0.5 * logdet
-        - beta / 2.0 * res2
-        - alpha / 2.0 * m2
-        - n / 2.0 * np.log(2 * np.pi)
-    )
-    return float(evidence / n)
-
-
-def logme(features: np.ndarray, labels: np.ndarray, regression: bool = False) -> float:
-    """LogME (You et al. 2021): the maximum log marginal evidence per example of a Bayesian
-    linear model y = F w + eps, w ~ N(0, alpha^-1 I), eps ~ N(0, beta^-1):
-
-        L(alpha, beta) = n/2 log beta + D/2 log alpha - n/2 log 2 pi - beta/2 ||F m - y||^2
-                         - alpha/2 m'm - 1/2 log |A|,   A = alpha I + beta F'F,  m = beta A^-1 F'y
-
-    maximised by the paper's fixed-point iteration (with F = U S V', sigma = S^2, x = U'y,
-    t = alpha/beta: gamma = sum sigma/(sigma+t), alpha <- gamma / m'm,
-    beta <- (n - gamma) / ||F m - y||^2), and divided by n. Classification: the mean over classes
-    of the evidence of the one-hot column of each class; regression: of ``labels`` itself
-    (columns of a 2-D ``labels`` are averaged likewise). ``features``: (n, D). Higher = better.
-    """
-    f = np.asarray(features, dtype=np.float64)
-    if f.ndim != 2:
-        raise ValueError(f"features must be (n, D), got {f.shape}")
-    n, d = f.shape
-    y = np.asarray(labels)
-    if len(y) != n:
-        raise ValueError(f"{n} feature rows but {len(y)} labels")
-    if regression:
-        cols = y.astype(np.float64).reshape(n, -1)
-    else:
-        classes = np.unique(y)
-        cols = (y.reshape(-1, 1) == classes.reshape(1, -1)).astype(np.float64)
-    u, s, _ = np.linalg.svd(f, full_matrices=False)
-    sigma = s**2
-    evidences = []
-    for k in range(cols.shape[1]):
-        col = cols[:, k]
-        x = u.T @ col
-        x2 = x**2
-        res_x2 = max(float(col @ col - x2.sum()), 0.0)
-        evidences.append(_logme_single(sigma, x2, res_x2, n, d))
-    return float(np.mean(evidences))
-
-
-@torch.no_grad()
-def method_features(method, split, pad_id: int, batch_size: int = 64) -> torch.Tensor:
-    """Mean-pooled last hidden states (n, H) of ``split``'s rows under a tuning method."""
-    was_training = method.training
-    method.eval()
-    out = []
-    for start in range(0, len(split), batch_size):
-        batch = collate(split, list(range(start, min(start + batch_size, len(split)))), pad_id)
-        hidden = method(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        out.append(_mean_pool(hidden.float(), batch["attention_mask"]))
-    method.train(was_training)
-    return torch.cat(out)
-
-
-@dataclass
-class LogMEPredictor:
-    """p(s) = LogME(features of the target's <= ``max_examples`` training rows under source s's
-    tuned ``method`` (its ``checkpoint``), target labels). Classification, pair classification
-    and regression targets only."""
-
-    method: str = "lora"
-    checkpoint: str = "best"
-    max_examples: int = 500
-    name: str = "logme"
-
-    @property
-    def reads(self) -> Reads:  # the sources' checkpoints and the target's data, no target run
-        return Reads(methods=(self.method,), target_run=False, task_data=True)
-
-    def score(self, target: str, sources: list[str], pool: Pool) -> Scores:
-        names = check_sources(target, sources)
-        data = pool.task_data(target, max_train=self.max_examples)
-        kind = data.spec.type
-        if kind not in (
-            TaskType.CLASSIFICATION,
-            TaskType.PAIR_CLASSIFICATION,
-            TaskType.REGRESSION,
-        ):
-            raise ValueError(f"logme supports classification and regression targets, not {kind}")
-        out = {}
-        for s in names:
-            run = pool.require_run(s, self.method)
-            _, tokenizer, encoder = load_backbone(run_backbone_location(run))
-            method = build_method(run.method, encoder, run.config["method_config"])
-            state = pool.store.load_checkpoint(run.run_id, self.checkpoint)
-            method.load_tuned_state(
-                {k.removeprefix("method."): v for k, v in state.items() if k.startswith("method.")}
-            )
-            max_len = run.config["train"]["max_len"]
-            split = encode_rows(data.train[: self.max_examples], data.spec, tokenizer, max_len)
-            feats = method_features(method, split, tokenizer.pad_token_id).numpy()
-            out[s] = logme(feats, np.asarray(split.labels), regression=kind is TaskType.REGRESSION)
-        return Scores(out, {"method": self.method})
-
-
 register("datasize", lambda **kw: DataSizePredictor(**kw))
 register("random", lambda **kw: RandomPredictor(**kw))
 register("curvegrad", lambda **kw: CurveGradPredictor(**kw))
 register("textemb", lambda **kw: TextEmbPredictor(**kw))
 register("taskemb", lambda **kw: TaskEmbPredictor(**kw))
-register("logme", lambda **kw: LogMEPredictor(**kw))
