@@ -33,7 +33,8 @@ import torch
 from taskscout.data import TaskSpec
 from taskscout.embeddings.similarity import IncompatibleEmbeddingError, cosine_scores
 from taskscout.predictors.base import Pool, check_sources
-from taskscout.predictors.baselines import LogMEPredictor, TextEmbPredictor
+from taskscout.predictors.baselines import TextEmbPredictor
+from taskscout.predictors.logme import LogMEPredictor
 from taskscout.predictors.tupate import TupateDeltaPredictor
 
 FEATURES: tuple[str, ...] = (
