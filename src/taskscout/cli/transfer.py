@@ -29,7 +29,9 @@ from taskscout.cli.common import (
     JsonOpt,
     LrOpt,
     NoProgressOpt,
+    PoolOpt,
     StoreOpt,
+    ThreadsOpt,
     TuneMethod,
     check_epochs,
     csv_list,
@@ -39,6 +41,8 @@ from taskscout.cli.common import (
     guard,
     open_store,
     out,
+    output_folder,
+    table,
 )
 from taskscout.store import RunStore
 from taskscout.transfer.adaptive import RaceResult, run_adaptive
@@ -52,6 +56,7 @@ from taskscout.transfer.gains import (
     uncertainty_summary,
 )
 from taskscout.transfer.scheduler import describe_plan, estimate_seconds, plan_matrix, run_matrix
+from taskscout.transfer.verify import verify as run_verify
 from taskscout.tuning.config import TuneConfig, checkpoint_kind
 
 TransferMethodOpt = Annotated[
@@ -450,7 +455,117 @@ def _grid(frame, method: str, level: float = DEFAULT_LEVEL) -> Table:
     return grid
 
 
+def verify(
+    target: Annotated[str, typer.Argument(help="Target task (a catalog or bundled task name).")],
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=1, help="Measure the k sources ranked highest.")
+    ] = 3,
+    predictor: Annotated[
+        str, typer.Option("--predictor", help="Predictor that ranks the sources.")
+    ] = "default",
+    sources: Annotated[
+        str | None,
+        typer.Option("--sources", help="Comma-separated candidate sources (default: the pool)."),
+    ] = None,
+    method: Annotated[
+        TuneMethod,
+        typer.Option("--method", "-m", help="Method of the measured runs (lora: exportable)."),
+    ] = "lora",
+    seeds: Annotated[
+        str, typer.Option("--seeds", help="Ordered seeds a pair may use (paired with baseline).")
+    ] = "0,1,2,3,4",
+    start_seeds: Annotated[
+        int, typer.Option("--start-seeds", min=2, help="Seeds every pair starts with.")
+    ] = 2,
+    max_runs: Annotated[
+        int | None, typer.Option("--max-runs", min=1, help="Budget of training runs in all.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            callback=output_folder,
+            help="Save the best transferred model here as a PEFT adapter folder with its head.",
+        ),
+    ] = None,
+    store: PoolOpt = Path("runs"),
+    data_dir: DataDirOpt = None,
+    backbone: BackboneOpt = None,
+    max_train: Annotated[
+        int | None,
+        typer.Option("--max-train", min=1, help="Subsample train to this many (seeded)."),
+    ] = 1000,
+    max_dev: Annotated[
+        int, typer.Option("--max-dev", min=1, help="Cap dev sets (seeded, stratified).")
+    ] = 1000,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs of every run.")] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size.")] = 32,
+    lr: LrOpt = None,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+    as_json: JsonOpt = False,
+    no_progress: NoProgressOpt = False,
+) -> None:
+    """Check a pick for real: rank the pool's sources for TARGET, measure the top-k and the
+    no-transfer baseline with paired seeds (adding seeds only while the best is not yet
+    separated), print measured gains with 90 % intervals beside the predictions, and save the
+    best transferred model (--out) as a PEFT adapter folder with its task head."""
+    seed_list = _seeds(seeds)
+    with guard():
+        settings = TuneConfig.from_options(
+            method=method,
+            backbone=backbone,
+            data_dir=None if data_dir is None else str(data_dir),
+            max_train=max_train,
+            max_dev=max_dev,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+        )
+        result = run_verify(
+            open_store(store),
+            target,
+            settings,
+            predictor=predictor,
+            top_k=top_k,
+            sources=csv_list(sources) or None,
+            seeds=seed_list,
+            start_seeds=start_seeds,
+            max_runs=max_runs,
+            out=out_dir,
+            device=device,
+            threads=threads,
+            progress=not no_progress,
+        )
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        outcome = result.race.outcomes.get(result.target)
+        title = (
+            f"{result.target}: measured gains (points, {int(DEFAULT_LEVEL * 100)} % interval) "
+            f"beside {result.predictor}'s predictions"
+        )
+        out.print(table(result.table, title=title, floats="{:.2f}"))
+        if outcome is not None:
+            state = "separated" if outcome.separated else "not separated"
+            err.print(
+                f"best: {result.best_source} ({state}: {outcome.reason}); runs "
+                f"{result.race.runs['total']} vs {result.race.fixed['total']} for fixed seeds "
+                f"(saved {result.race.saved:.0%})"
+            )
+        if result.adapter_dir is not None:
+            err.print(
+                f"saved {result.best_source} -> {result.target} (seed {result.best_seed}) as a "
+                f"PEFT adapter with its head: {result.adapter_dir}"
+            )
+    for label, error in result.failed.items():
+        err.print(f"  [red]failed[/red] {label}: {error}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``transfer`` and ``gains`` to ``app``."""
+    """Add ``transfer``, ``gains`` and ``verify`` to ``app``."""
     app.command()(transfer)
     app.command()(gains)
+    app.command()(verify)
