@@ -7,7 +7,18 @@ from __future__ import annotations
 
 import typer
 
-from taskscout.cli import affinity, demo, evaluation, ranking, runs, tasks, transfer, tuning
+from taskscout.cli import (
+    affinity,
+    demo,
+    evaluation,
+    ranking,
+    report,
+    runs,
+    study,
+    tasks,
+    transfer,
+    tuning,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -24,3 +35,5 @@ demo.register(app)  # demo
 evaluation.register(app)  # evaluate
 transfer.register(app)  # transfer, gains
 app.add_typer(affinity.app, name="affinity")  # affinity fit / evaluate
+report.register(app)  # report
+app.add_typer(study.app, name="study")  # study tupate / feng
