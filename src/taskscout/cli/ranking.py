@@ -53,6 +53,7 @@ from taskscout.cli.common import (
     task_options,
     tune_options,
 )
+from taskscout.cli.report import ReportOpt, check_report_path, rank_report
 from taskscout.store import RunStore
 
 PREDICTOR_HELP = (
@@ -117,11 +118,13 @@ def rank(
         Path | None,
         typer.Option("--scorer", help="--predictor affinity: folder of a fitted scorer."),
     ] = None,
+    report: ReportOpt = None,
 ) -> None:
     """Rank the store's source tasks for TARGET (default: cosine of TuPaTE vectors): table of
     source, score, rank, num_train, family (or --json / --csv)."""
     check_epochs(epochs, early_epochs)
     with guard():
+        check_report_path(report)
         db = RunStore(store) if tune_target else open_store(store)
         df = api.rank(
             target,
@@ -163,6 +166,18 @@ def rank(
         )
     label = f"tupate-{method}" if predictor == "tupate" else predictor
     print_frame(df, as_json=as_json, csv=csv, title=f"sources for {target} ({label}, {checkpoint})")
+    if report is not None:
+        with guard():
+            rank_report(
+                df,
+                target=target,
+                predictor=label,
+                db=db,
+                backbone=backbone,
+                checkpoint=checkpoint,
+                method=method,
+                out=report,
+            )
 
 
 def predict(
@@ -200,6 +215,7 @@ def predict(
             backbone=backbone,
             sources=csv_list(sources) or None,
             data_dir=data_dir,
+            progress=True,
             **compute_options(device=device, threads=threads),
         )
     for name, reason in skipped.items():

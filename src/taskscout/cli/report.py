@@ -23,8 +23,9 @@ from taskscout.cli.common import (
     err,
     guard,
 )
-from taskscout.evaluation.files import read_gold_csv
-from taskscout.report import Report, pool_report
+from taskscout.evaluation.external import load_taskweb_gold, load_taskweb_predictors, parse_tasks
+from taskscout.evaluation.files import read_gold_csv, read_scores_csv
+from taskscout.report import PoolReportInputs, Report, pool_report
 from taskscout.report.browser import screenshot
 from taskscout.studies.common import load_gold, open_study_pool, store_copy
 from taskscout.studies.pool_report import pool_report_inputs
@@ -124,6 +125,13 @@ def report(
     backbone: BackboneOpt = None,
     data_dir: DataDirOpt = None,
     ensemble: Annotated[int, typer.Option("--ensemble", min=1, help="Scorer members.")] = 3,
+    lr: Annotated[
+        str,
+        typer.Option(
+            "--lr",
+            help="Learning rate of the light scorer, or 'search' (per fit, about 4x slower).",
+        ),
+    ] = "0.001",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the scorer.")] = 0,
     shot: ScreenshotOpt = None,
     no_progress: NoProgressOpt = False,
@@ -135,6 +143,12 @@ def report(
     with guard():
         if out.suffix.lower() not in (".html", ".htm"):
             raise ValueError(f"--out must end in .html, got {out}")
+        try:
+            lr_value = None if lr == "search" else float(lr)
+        except ValueError as exc:
+            raise ValueError(f"--lr must be a number or 'search', got {lr!r}") from exc
+        if lr_value is not None and not lr_value > 0:
+            raise ValueError(f"--lr must be > 0, got {lr!r}")
         measured_df = read_gold_csv(measured) if measured is not None else None
         if measured is not None:
             raw = pd.read_csv(measured)
@@ -160,11 +174,100 @@ def report(
                 map_method=method,
                 affinity_method=method,
                 ensemble=ensemble,
+                lr=lr_value,
                 seed=seed,
                 progress=not no_progress,
             )
             rep = pool_report(inp)
         write_report(rep, out, shot)
+
+
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option("--report", help="Also write a self-contained HTML report (figures inline)."),
+]
+
+
+def check_report_path(path: Path | None) -> None:
+    """``ValueError`` unless ``path`` is None or ends in .html (checked before any work)."""
+    if path is not None and path.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"--report must end in .html, got {path}")
+
+
+def rank_report(
+    ranking: pd.DataFrame,
+    *,
+    target: str,
+    predictor: str,
+    db,
+    backbone: str | None,
+    checkpoint: str,
+    method: str,
+    out: Path,
+) -> None:
+    """``rank --report``: the ranking and the pool's task map; no gold, so the heatmap and
+    the predictor table are omitted with a sentence."""
+    pool = open_study_pool(db.root, backbone, checkpoint)
+    inp = pool_report_inputs(
+        pool,
+        title=f"taskscout rank: sources for {target}",
+        subtitle=f"pool {db.root}; predictor {predictor}, {checkpoint} checkpoint",
+        target=target,
+        ranking=ranking,
+        ranking_predictor=predictor,
+        map_method=method if method in ("lora", "bitfit", "prefix", "prompt") else "lora",
+        progress=False,
+    )
+    write_report(pool_report(inp), out, None)
+
+
+def evaluation_frames(
+    gold: Path | None,
+    scores: list[Path] | None,
+    *,
+    no_transfer_row: str,
+    taskweb_pairs: Path | None,
+    setting: str,
+    taskweb_gain: str,
+    tasks: str | None,
+    taskweb_predictors: Path | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The gold and score frames ``evaluate`` read (same files, same restriction to
+    ``tasks``), for its report; call after :func:`evaluate_files` accepted them."""
+    names = parse_tasks(tasks)
+
+    def restrict(df: pd.DataFrame) -> pd.DataFrame:
+        if names is None:
+            return df
+        return df[df["target"].isin(names) & df["source"].isin(names)]
+
+    if gold is not None:
+        gold_df = restrict(read_gold_csv(gold, no_transfer_row=no_transfer_row))
+    else:
+        gold_df = load_taskweb_gold(taskweb_pairs, setting, names, gain_column=taskweb_gain)
+    frames = [restrict(read_scores_csv(p)) for p in scores or []]
+    if taskweb_predictors is not None:
+        released = load_taskweb_predictors(taskweb_predictors, names)
+        frames.append(released.merge(gold_df[["target", "source"]], on=["target", "source"]))
+    return gold_df.reset_index(drop=True), pd.concat(frames, ignore_index=True)
+
+
+def evaluation_report(
+    gold: pd.DataFrame, scores: pd.DataFrame, *, gold_description: str, out: Path
+) -> None:
+    """``evaluate --report``: the gold heatmap, the predictor table with intervals and the
+    scatter of the first predictor; no pool, so the ranking and the map are omitted."""
+    names = list(pd.unique(scores["predictor"]))
+    inp = PoolReportInputs(
+        title="taskscout evaluate",
+        subtitle=f"gold: {gold_description}; predictors: {', '.join(names)}",
+        gold=gold,
+        gold_description=gold_description,
+        scores=scores,
+        main_predictor=names[0] if names else None,
+        notes=["No pool was given (evaluate reads files), so no ranking and no task map."],
+    )
+    write_report(pool_report(inp), out, None)
 
 
 def register(app: typer.Typer) -> None:

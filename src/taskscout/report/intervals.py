@@ -83,7 +83,8 @@ def paired_difference(
     """Mean over shared targets of ``metric(predictor) - metric(baseline)`` with its paired
     bootstrap interval: ``{"diff", "lo", "hi", "n_targets", "verdict"}``; verdict is
     ``better`` / ``worse`` only when the interval excludes 0 (``rank_of_best`` and ``regret@k``
-    are lower-is-better), ``no difference shown`` otherwise."""
+    are lower-is-better), ``no difference shown`` otherwise, ``undefined`` (NaN values) when
+    the metric is NaN on every shared target (constant scores)."""
     a = per_target[per_target["predictor"] == predictor].set_index("target")[metric]
     b = per_target[per_target["predictor"] == baseline].set_index("target")[metric]
     shared = sorted(set(a.index) & set(b.index))
@@ -92,6 +93,9 @@ def paired_difference(
     d = (a.loc[shared] - b.loc[shared]).to_numpy(float)
     boots = _nanmean_rows(d[_draws(len(d), n_boot, seed)])
     boots = boots[np.isfinite(boots)]
+    if not boots.size:  # the metric is undefined on every shared target
+        nan = float("nan")
+        return {"diff": nan, "lo": nan, "hi": nan, "n_targets": len(shared), "verdict": "undefined"}
     lo, hi = np.percentile(boots, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     lower_better = metric == "rank_of_best" or metric.startswith("regret")
     if lo > 0 or hi < 0:

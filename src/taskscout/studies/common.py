@@ -29,6 +29,7 @@ from taskscout.report import Report
 from taskscout.report.figures import interval_bars
 from taskscout.report.intervals import bootstrap_summary, format_intervals
 from taskscout.store import RunStore
+from taskscout.tuning.config import TuneConfig
 
 RANDOM = "random"
 BASELINES = ("datasize", "source-prior")
@@ -72,7 +73,7 @@ def store_copy(store: str | Path) -> Iterator[Path]:
         raise FileNotFoundError(f"{src} is not a run store (no store.sqlite)")
     with tempfile.TemporaryDirectory(prefix="taskscout-study-") as tmp:
         dst = Path(tmp) / "pool"
-        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.sqlite-shm", "*.sqlite-wal"))
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.sqlite-shm"))
         yield dst
 
 
@@ -82,6 +83,39 @@ def open_study_pool(
     """A :class:`Pool` over ``store`` (opened, never created) at ``checkpoint``."""
     return Pool.open(
         RunStore(store, create=False), backbone, checkpoint=checkpoint, data_dir=data_dir
+    )
+
+
+RECIPE_KEYS = (
+    "epochs",
+    "early_epochs",
+    "batch_size",
+    "eval_batch_size",
+    "lr",
+    "max_len",
+    "weight_decay",
+    "warmup_ratio",
+    "max_grad_norm",
+)
+
+
+def same_recipe(
+    pool: Pool, task: str, method: str, *, max_train: int, data_dir: str | Path | None
+) -> TuneConfig:
+    """The tuning config of the pool's run of (``task``, ``method``) with ``max_train``
+    examples instead (same method options and training settings, so the embeddings stay
+    comparable); ``ValueError`` when the pool has no such run."""
+    run = pool.run(task, method)
+    if run is None:
+        raise ValueError(f"the pool has no {method} run of {task!r} to copy the recipe of")
+    train = run.config.get("train") or {}
+    return TuneConfig(
+        method=method,
+        backbone=pool.backbone_location() or run.backbone,
+        data_dir=str(data_dir) if data_dir else None,
+        max_train=max_train,
+        method_options=dict(run.config.get("method_config") or {}),
+        **{k: train[k] for k in RECIPE_KEYS if train.get(k) is not None},
     )
 
 

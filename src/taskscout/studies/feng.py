@@ -30,7 +30,6 @@ from taskscout.affinity.protocols import (
 )
 from taskscout.data import load_task
 from taskscout.report import Report
-from taskscout.store import RunStore
 from taskscout.studies.common import (
     SCORE_COLUMNS,
     Study,
@@ -39,10 +38,10 @@ from taskscout.studies.common import (
     evaluate,
     families_of,
     open_study_pool,
+    same_recipe,
     show,
     store_copy,
 )
-from taskscout.tuning.config import TuneConfig
 from taskscout.tuning.run import tune_into_store
 from taskscout.util import make_progress
 
@@ -264,16 +263,11 @@ def _one_low(inp, store, gold, tasks, checkpoint, ensemble, n, target) -> pd.Dat
     t_gold = gold[gold["target"] == target]
     train = gold[(gold["target"] != target) & (gold["source"] != target)]
     with store_copy(store) as small:
-        db = RunStore(small, create=False)
-        config = TuneConfig(
-            method="prompt",
-            backbone=inp.backbone,
-            max_train=n,
-            data_dir=str(inp.data_dir) if inp.data_dir else None,
-        )
-        data = load_task(target, data_dir=inp.data_dir, max_train=n, seed=inp.seed)
-        tune_into_store(data, config, db, seed=inp.seed, progress=False)
         lp = open_study_pool(small, inp.backbone, checkpoint, inp.data_dir)
+        config = same_recipe(lp, target, "prompt", max_train=n, data_dir=inp.data_dir)
+        data = load_task(target, data_dir=inp.data_dir, max_train=n, seed=inp.seed)
+        tune_into_store(data, config, lp.store, seed=inp.seed, progress=False)
+        lp = open_study_pool(small, inp.backbone, checkpoint, inp.data_dir)  # fresh caches
         sim, _ = similarity_scores(lp, t_gold, list(PROMPT_METRICS))
         emb = EmbeddingSet.from_pool(lp, "prompt", tasks)
         model = fit_affinity(train, emb, _light(inp, ensemble), progress=False)

@@ -35,10 +35,10 @@ from taskscout.studies.common import (
     evaluate,
     families_of,
     open_study_pool,
+    same_recipe,
     show,
     store_copy,
 )
-from taskscout.tuning.config import TuneConfig
 from taskscout.tuning.run import tune_into_store
 from taskscout.util import make_progress
 
@@ -64,18 +64,16 @@ def _scores_at(inp: StudyInputs, store, checkpoint: str, names: list[str], gold)
 
 def _limited_pool(inp: StudyInputs, store, tasks: list[str], limited: int) -> None:
     """Re-tune LoRA on ``limited`` examples of every task into ``store`` (a copy)."""
-    db = RunStore(store, create=False)
-    config = TuneConfig(
-        method="lora",
-        backbone=inp.backbone,
-        max_train=limited,
-        data_dir=str(inp.data_dir) if inp.data_dir else None,
-    )
+    pool = open_study_pool(store, inp.backbone, "best", inp.data_dir)
+    configs = {  # every recipe checked before any tuning
+        t: same_recipe(pool, t, "lora", max_train=limited, data_dir=inp.data_dir) for t in tasks
+    }
     with make_progress(inp.progress, extra=False) as bar:
         job = bar.add_task(f"tuning lora on {limited} examples", total=len(tasks))
         for task in tasks:
+            bar.update(job, description=f"tuning lora on {limited} examples: {task}")
             data = load_task(task, data_dir=inp.data_dir, max_train=limited, seed=inp.seed)
-            tune_into_store(data, config, db, seed=inp.seed, progress=False)
+            tune_into_store(data, configs[task], pool.store, seed=inp.seed, progress=False)
             bar.update(job, advance=1)
 
 
@@ -110,7 +108,7 @@ def tupate_study(inp: StudyInputs, *, limited: int | None = 100) -> Study:
             rep.note(f"skipped {name}: {why}")
 
         rep.heading("1. Each method and the ensembles (best checkpoint)")
-        per_best, summ_best, notes = evaluate(gold, pd.concat([best, base]))
+        _, summ_best, notes = evaluate(gold, pd.concat([best, base]))
         study.tables["methods"] = summ_best
         show(rep, summ_best, fig_id="fig-methods", title="methods, best checkpoint")
 
@@ -164,14 +162,8 @@ def tupate_study(inp: StudyInputs, *, limited: int | None = 100) -> Study:
             s_in["predictor"] = s_in["predictor"] + " [in-class]"
             s_all["predictor"] = s_all["predictor"] + " [all-class]"
             both = pd.concat([s_in, s_all], ignore_index=True)
-            pick = both[
-                both["predictor"].str.startswith(
-                    ("tupate-lora", "ensemble@", "random", "datasize", "source-prior")
-                )
-            ]
             study.tables["in_vs_all_class"] = both
             show(rep, both, fig_id="fig-class", title="in-class vs all-class")
-            del pick
 
         rep.heading("4. Limited vs full source data")
         if limited is None or "lora" not in methods:
@@ -199,5 +191,4 @@ def tupate_study(inp: StudyInputs, *, limited: int | None = 100) -> Study:
                 rep.note(f"Limited-data section skipped: {type(exc).__name__}: {exc}")
         for n in notes:
             rep.note(f"evaluation: {n}")
-    del per_best
     return study
