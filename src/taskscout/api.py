@@ -195,8 +195,7 @@ def predict(
     tries every registered predictor and skips those the pool cannot serve (no prefix runs,
     no task data for textemb, ...); named predictors that fail raise. ``predictor_options``:
     constructor keywords by predictor name (``{"logme": {"max_examples": 200}}``); ``tasks``:
-    loaded task data by name, used instead of loading from ``data_dir``. ``progress``: a bar
-    with ETA over (predictor, target) on stderr.
+    loaded task data by name, used instead of loading from ``data_dir``; ``progress``: a bar.
     """
     del device  # accepted for symmetry: predictors compute on the CPU today
     if threads is not None:
