@@ -11,7 +11,15 @@ from typing import Annotated
 import typer
 
 from taskscout.backbone import resolve_backbone
-from taskscout.cli.common import BackboneOpt, DataDirOpt, NoProgressOpt, PoolOpt, err, guard
+from taskscout.cli.common import (
+    BackboneOpt,
+    DataDirOpt,
+    NoProgressOpt,
+    PoolOpt,
+    err,
+    flag,
+    guard,
+)
 from taskscout.cli.report import (
     GoldOpt,
     OutOpt,
@@ -102,12 +110,14 @@ def feng(
     ] = 1,
     backbone_scorer: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--backbone-scorer/--no-backbone-scorer",
             help="Also the paper's transformer scorer (slow on CPU).",
         ),
     ] = True,
-    backbone_epochs: Annotated[int, typer.Option("--backbone-epochs", min=1)] = 10,
+    backbone_epochs: Annotated[
+        int, typer.Option("--backbone-epochs", min=1, help="Epochs of the backbone scorer.")
+    ] = 10,
     m_values: Annotated[
         str, typer.Option("--m", help="Training pairs per fold of the M ablation ('all' too).")
     ] = "50,100,all",

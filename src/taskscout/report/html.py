@@ -23,8 +23,9 @@ STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px auto;
 max-width:1300px;color:#222;line-height:1.45;padding:0 16px}
 h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.85em;margin:.6em 0}
-th,td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
+table{border-collapse:collapse;font-size:.8em;margin:.6em 0;display:block;overflow-x:auto;
+max-width:100%}
+th,td{border:1px solid #ddd;padding:3px 6px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 tr.baseline td{background:#fafaf0;color:#555}
 .note{background:#fff7e0;border-left:4px solid #e0b000;padding:6px 10px}
