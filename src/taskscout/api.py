@@ -188,6 +188,7 @@ def predict(
     tasks: dict[str, TaskData] | None = None,
     device: str | None = None,
     threads: int | None = None,
+    progress: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Long-form scores ``target, source, predictor, score`` (what ``taskscout evaluate``
     reads) for several stored targets and predictors, and the skipped predictors' reasons.
@@ -196,7 +197,7 @@ def predict(
     tries every registered predictor and skips those the pool cannot serve (no prefix runs,
     no task data for textemb, ...); named predictors that fail raise. ``predictor_options``:
     constructor keywords by predictor name (``{"logme": {"max_examples": 200}}``); ``tasks``:
-    loaded task data by name, used instead of loading from ``data_dir``.
+    loaded task data by name, used instead of loading from ``data_dir``; ``progress``: a bar.
     """
     del device  # accepted for symmetry: predictors compute on the CPU today
     if threads is not None:
@@ -214,6 +215,7 @@ def predict(
         checkpoint=checkpoint,
         data_dir=data_dir,
         tasks=dict(tasks or {}),
+        progress=progress,
     )
     return predict_scores(
         pool, targets, names, sources=sources, predictor_options=predictor_options

@@ -7,7 +7,19 @@ from __future__ import annotations
 
 import typer
 
-from taskscout.cli import affinity, demo, evaluation, pool, ranking, runs, tasks, transfer, tuning
+from taskscout.cli import (
+    affinity,
+    demo,
+    evaluation,
+    pool,
+    ranking,
+    report,
+    runs,
+    study,
+    tasks,
+    transfer,
+    tuning,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -25,3 +37,5 @@ evaluation.register(app)  # evaluate
 transfer.register(app)  # transfer, gains
 pool.register(app)  # pool build / info / import / export
 app.add_typer(affinity.app, name="affinity")  # affinity fit / evaluate
+report.register(app)  # report
+app.add_typer(study.app, name="study")  # study tupate / feng

@@ -10,6 +10,12 @@ import typer
 from rich.text import Text
 
 from taskscout.cli.common import JsonOpt, err, flag, guard, out, table
+from taskscout.cli.report import (
+    ReportOpt,
+    check_report_path,
+    evaluation_frames,
+    evaluation_report,
+)
 from taskscout.evaluation.report import (
     evaluate_files,
     metric_header,
@@ -67,10 +73,12 @@ def evaluate(
         bool, flag("--per-target", help="Also print one row per (predictor, target).")
     ] = False,
     as_json: JsonOpt = False,
+    report: ReportOpt = None,
 ) -> None:
     """Score source-ranking predictors against ground-truth transfer gains (DESIGN.md section 5):
     rank of the best source, NDCG, correlations, regret@k, gain@k, beside the random baseline."""
     with guard():
+        check_report_path(report)
         result = evaluate_files(
             gold,
             scores,
@@ -83,6 +91,19 @@ def evaluate(
             ks=ks,
         )
     per_target_df, summary, notes, gold_desc = result
+    if report is not None:
+        with guard():
+            frames = evaluation_frames(
+                gold,
+                scores,
+                no_transfer_row=no_transfer_row,
+                taskweb_pairs=taskweb_pairs,
+                setting=setting,
+                taskweb_gain=taskweb_gain,
+                tasks=task_list,
+                taskweb_predictors=taskweb_predictors,
+            )
+            evaluation_report(*frames, gold_description=gold_desc, out=report)
     for note in notes:
         err.print(Text(f"warning: {note}", style="yellow"))
     if as_json:

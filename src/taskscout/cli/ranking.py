@@ -53,6 +53,7 @@ from taskscout.cli.common import (
     task_options,
     tune_options,
 )
+from taskscout.cli.report import ReportOpt, check_report_path, rank_report
 from taskscout.store import RunStore
 
 PREDICTOR_HELP = (
@@ -119,12 +120,14 @@ def rank(
         Path | None,
         typer.Option("--scorer", help="--predictor affinity: folder of a fitted scorer."),
     ] = None,
+    report: ReportOpt = None,
 ) -> None:
     """Rank the store's source tasks for TARGET (default: gain-model, the predicted gain in
     percent of the no-transfer score with its 90% interval and a likely-harmful flag): table of
     source, score, low, high, likely_harmful, rank, num_train, family (or --json / --csv)."""
     check_epochs(epochs, early_epochs)
     with guard():
+        check_report_path(report)
         db = RunStore(store) if tune_target else open_store(store)
         df = api.rank(
             target,
@@ -170,6 +173,18 @@ def rank(
         for feature, why in df.attrs.get("missing", {}).items():
             err.print(f"  missing {feature}: {why}")
     print_frame(df, as_json=as_json, csv=csv, title=f"sources for {target} ({label}, {checkpoint})")
+    if report is not None:
+        with guard():
+            rank_report(
+                df,
+                target=target,
+                predictor=label,
+                db=db,
+                backbone=backbone,
+                checkpoint=checkpoint,
+                method=method,
+                out=report,
+            )
 
 
 def predict(
@@ -207,6 +222,7 @@ def predict(
             backbone=backbone,
             sources=csv_list(sources) or None,
             data_dir=data_dir,
+            progress=True,
             **compute_options(device=device, threads=threads),
         )
     for name, reason in skipped.items():

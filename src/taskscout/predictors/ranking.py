@@ -21,6 +21,7 @@ from taskscout.predictors.registry import PREDICTORS, get_predictor
 from taskscout.store import RunRecord, RunStore
 from taskscout.tuning.config import TuneConfig
 from taskscout.tuning.run import tune_into_store
+from taskscout.util import make_progress
 
 #: Keyword options of a task loaded from a file (``taskscout.data.load_task``).
 TASK_OPTIONS: tuple[str, ...] = (
@@ -212,7 +213,8 @@ def predict_scores(
     """Long-form ``target, source, predictor, score`` for several targets and predictors.
 
     ``predictors`` None: every registered predictor, skipping those the pool cannot serve
-    (second return value: name -> reason); named predictors that fail raise."""
+    (second return value: name -> reason); named predictors that fail raise. A progress bar
+    (with ETA) on stderr when ``pool.progress``."""
     every = pool.store.task_names(backbone=pool.backbone)
     unknown = [t for t in targets if t not in every]
     if unknown:
@@ -223,17 +225,21 @@ def predict_scores(
     explicit = predictors is not None
     names = list(predictors) if explicit else sorted(PREDICTORS)
     rows, skipped = [], {}
-    for name in names:
-        try:
-            scorer = get_predictor(name, **(predictor_options or {}).get(name, {}))
-            for target in targets:
-                cands = [s for s in (sources or every) if s != target]
-                scored = scorer.score(target, cands, pool)
-                rows += [(target, s, name, float(scored[s])) for s in cands]
-        except Exception as exc:  # noqa: BLE001 - reported, never silent
-            if explicit:
-                raise
-            rows = [r for r in rows if r[2] != name]
-            skipped[name] = f"{type(exc).__name__}: {exc}"
+    with make_progress(pool.progress, extra=False) as bar:
+        job = bar.add_task("predictor x target", total=len(names) * len(targets))
+        for name in names:
+            try:
+                scorer = get_predictor(name, **(predictor_options or {}).get(name, {}))
+                for target in targets:
+                    bar.update(job, description=f"{name} -> {target}")
+                    cands = [s for s in (sources or every) if s != target]
+                    scored = scorer.score(target, cands, pool)
+                    rows += [(target, s, name, float(scored[s])) for s in cands]
+                    bar.update(job, advance=1)
+            except Exception as exc:  # noqa: BLE001 - reported, never silent
+                if explicit:
+                    raise
+                rows = [r for r in rows if r[2] != name]
+                skipped[name] = f"{type(exc).__name__}: {exc}"
     frame = pd.DataFrame(rows, columns=["target", "source", "predictor", "score"])
     return frame, skipped
