@@ -39,19 +39,23 @@ def _synthetic(true_gain: dict[tuple[str, str], float], noise: float = 1.0, shar
 def test_race_step_on_fixed_numbers():
     frame = pd.DataFrame(
         {
-            "source": ["a", "a", "b", "b", "c", "c"],
-            "seed": [0, 1, 0, 1, 0, 1],
-            "gain": [5.0, 6.0, 4.0, 7.0, -3.0, -2.0],
+            "source": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
+            "seed": [0, 1, 2] * 3,
+            "gain": [5.0, 6.0, 5.5, 4.0, 7.0, 5.5, -3.0, -2.0, -2.5],
         }
     )
-    d = race_step(frame, {"a": 2, "b": 2, "c": 2}, max_seeds=4)
-    # a: 5.5, b: 5.5 -> tie by name, a first; c is 8 points below on both seeds -> separated
+    d = race_step(frame, {"a": 3, "b": 3, "c": 3}, max_seeds=5)
+    # a: 5.5, b: 5.5 -> tie by name, a first; c is 8 points below on all 3 seeds -> separated
     assert d.best == "a" and d.contenders == ("a", "b") and d.grow == ("a", "b")
     assert d.reason == "continue"
-    d = race_step(frame, {"a": 4, "b": 4, "c": 2}, max_seeds=4)
+    d = race_step(frame, {"a": 5, "b": 5, "c": 3}, max_seeds=5)
     assert d.closed and d.reason == "seed budget spent"
-    d = race_step(frame[frame["source"] != "b"], {"a": 2, "c": 2}, max_seeds=4)
+    d = race_step(frame[frame["source"] != "b"], {"a": 3, "c": 3}, max_seeds=5)
     assert d.closed and d.reason == "separated" and d.contenders == ("a",)
+    # the same gap on two seeds only is no evidence yet (MIN_SEPARATION_SEEDS = 3)
+    two = frame[(frame["seed"] < 2) & (frame["source"] != "b")]
+    d = race_step(two, {"a": 2, "c": 2}, max_seeds=5)
+    assert not d.closed and d.contenders == ("a", "c")
     assert race_step(frame.iloc[:0], {"a": 2}, max_seeds=4).reason == "no results"
 
 
@@ -65,13 +69,13 @@ def test_design_cost_counts_shared_tune_runs_once():
 
 def test_race_separates_a_clear_winner_and_saves_runs():
     sources = ["s1", "s2", "s3", "s4", "s5", "s6"]
-    truth = {("t", s): g for s, g in zip(sources, [6.0, 4.5, 0.0, -2.0, -5.0, -8.0], strict=True)}
+    truth = {("t", s): g for s, g in zip(sources, [6.0, 5.0, 0.0, -2.0, -5.0, -8.0], strict=True)}
     measure, calls = _synthetic(truth, noise=1.0)
-    result = race({"t": sources}, measure, seeds=list(range(8)), start_seeds=2)
+    result = race({"t": sources}, measure, seeds=list(range(8)), start_seeds=3)
     out = result.outcomes["t"]
     assert out.best == "s1" and out.separated and out.reason == "separated"
     # far sources stopped at the start; the close one needed more seeds
-    assert out.seeds["s6"] == 2 and out.seeds["s2"] > 2
+    assert out.seeds["s6"] == 3 and out.seeds["s2"] > 3
     assert len(calls) == result.runs["transfers"] == sum(result.design.values())
     assert len(set(calls)) == len(calls)  # nothing measured twice
     assert result.runs["total"] < result.fixed["total"] <= result.fixed_max["total"]

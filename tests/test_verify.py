@@ -95,7 +95,8 @@ def test_verify_refuses_bad_requests_before_any_work(pool, tiny_backbone, tmp_pa
 
 def test_verify_cli_prints_measured_beside_predicted(pool, tiny_backbone, tmp_path):
     args = ["verify", TARGET, "--store", str(pool), "--backbone", str(tiny_backbone)]
-    args += ["--predictor", "tupate-lora", "--top-k", "1", "--seeds", "0,1", "--threads", "1"]
+    args += ["--predictor", "tupate-lora", "--top-k", "1", "--seeds", "0,1", "--start-seeds", "2"]
+    args += ["--threads", "1"]
     args += ["--max-train", "32", "--max-dev", "16", "--epochs", "2", "--batch-size", "8"]
     args += ["--lr", "0.01", "--no-progress", "--json"]
     res = CliRunner().invoke(app, args)

@@ -173,8 +173,14 @@ def transfer(
         ),
     ] = False,
     start_seeds: Annotated[
-        int, typer.Option("--start-seeds", min=1, help="--adaptive: seeds every pair starts with.")
-    ] = 2,
+        int,
+        typer.Option(
+            "--start-seeds",
+            min=1,
+            help="--adaptive: seeds every pair starts with (3: the fewest paired seeds that "
+            "can separate two sources).",
+        ),
+    ] = 3,
     max_runs: Annotated[
         int | None,
         typer.Option(
@@ -475,8 +481,14 @@ def verify(
         str, typer.Option("--seeds", help="Ordered seeds a pair may use (paired with baseline).")
     ] = "0,1,2,3,4",
     start_seeds: Annotated[
-        int, typer.Option("--start-seeds", min=2, help="Seeds every pair starts with.")
-    ] = 2,
+        int,
+        typer.Option(
+            "--start-seeds",
+            min=2,
+            help="Seeds every pair starts with (3: the fewest paired seeds that can separate "
+            "two sources).",
+        ),
+    ] = 3,
     max_runs: Annotated[
         int | None, typer.Option("--max-runs", min=1, help="Budget of training runs in all.")
     ] = None,

@@ -18,8 +18,9 @@ their common seeds C (the seeds both were measured with): ``d_k = gain(b, k) - g
 k in C (= score(t|b,k) - score(t|s,k), the shared baseline cancels). s is *separated* from b
 when the two-sided ``level`` t interval of mean d over C lies above 0 (``d_low > 0``), i.e. b
 is better at one-sided level ``(1+level)/2``; otherwise s is *tied with the best*
-(``tied_best``). With fewer than 2 common seeds there is no interval and s counts as tied
-(not separated). b itself is tied with itself.
+(``tied_best``). With fewer than ``MIN_SEPARATION_SEEDS`` (3) common seeds s counts as tied
+(not separated): two paired seeds can agree exactly (dev scores move in steps of 100/n_dev
+points), and a zero-width interval from two numbers is no evidence. b itself is tied with itself.
 
 Dev sets: ``TuneConfig.max_dev`` caps every run's dev split by a seeded, label-stratified
 subsample (:func:`taskscout.data.sampling.subsample_rows`); each per-seed row records the cap
@@ -37,6 +38,7 @@ from scipy import stats
 from taskscout.store import RunStore
 
 #: The interval level of every gains table (two-sided).
+MIN_SEPARATION_SEEDS = 3  # paired seeds needed before a source counts as separated
 DEFAULT_LEVEL = 0.9
 
 GAIN_COLUMNS = (
@@ -269,7 +271,7 @@ def separation(target_seeds: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.D
             common = by_source[best].index.intersection(g.index)
             d = (by_source[best].loc[common] - g.loc[common]).to_numpy()
             dm, _, lo, hi = t_interval(d, level) if len(d) else (math.nan,) * 4
-            tied = not (len(d) >= 2 and lo > 0)
+            tied = not (len(d) >= MIN_SEPARATION_SEEDS and lo > 0)
             row = (len(g), mean, False, len(common), dm, lo, hi, tied)
         rows.append((source, *row))
     return pd.DataFrame(rows, columns=cols)

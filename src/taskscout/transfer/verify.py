@@ -103,7 +103,7 @@ def verify(
     top_k: int = 3,
     sources: list[str] | None = None,
     seeds: list[int] | None = None,
-    start_seeds: int = 2,
+    start_seeds: int = 3,
     max_runs: int | None = None,
     level: float = DEFAULT_LEVEL,
     out: str | os.PathLike | None = None,
