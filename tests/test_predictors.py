@@ -111,11 +111,12 @@ def test_registry_names_and_unknown_name():
     expected |= {f"prompt-{m}" for m in pm.PROMPT_METRICS}
     expected |= {"ensemble", "ensemble-rank", "datasize", "random", "curvegrad"}
     expected |= {"ensemble-delta", "ensemble-rank-delta"}
-    expected |= {"textemb", "taskemb", "logme", "affinity"}
+    expected |= {"textemb", "taskemb", "logme", "affinity", "gain-model", "default"}
     assert set(PREDICTORS) == expected
     for name in expected - {"affinity"}:
         predictor = get_predictor(name)
-        assert isinstance(predictor, Predictor) and predictor.name == name
+        alias = {"default": "gain-model"}.get(name, name)  # the default is the gain model
+        assert isinstance(predictor, Predictor) and predictor.name == alias
         assert isinstance(predictor.reads, Reads)
     with pytest.raises(ValueError, match="affinity predictor needs a fitted scorer"):
         get_predictor("affinity")  # refused at once, before any target is tuned for it
@@ -362,7 +363,11 @@ def test_predict_long_form_matches_rank(pool, tiny_backbone):
     assert len(frame) == 2 * 2 * 2  # targets x (sources minus the target) x predictors
     assert not (frame["target"] == frame["source"]).any()
     ranked = api.rank(
-        "mnli", store=pool.store, backbone=str(tiny_backbone), sources=["sms_spam", "snli"]
+        "mnli",
+        store=pool.store,
+        backbone=str(tiny_backbone),
+        sources=["sms_spam", "snli"],
+        predictor="tupate",
     )
     got = frame[(frame.target == "mnli") & (frame.predictor == "tupate-lora")].set_index("source")
     for row in ranked.itertuples():

@@ -5,10 +5,8 @@
     emb = taskscout.embed("sst2", method="lora", checkpoint="early", store="runs")
     table = taskscout.rank("rte", pool="runs", method="lora")      # pandas DataFrame
 
-Every call is idempotent: a run whose configuration is stored is not trained again. The
-concepts live below (:mod:`taskscout.tuning`, :mod:`taskscout.embeddings`,
-:mod:`taskscout.predictors`, :mod:`taskscout.affinity`); this module checks the arguments
-before any work and wires them.
+Calls are idempotent (a stored run is not trained again); they check their arguments before
+any work and wire the layers below (tuning, embeddings, predictors, affinity).
 """
 
 from __future__ import annotations
