@@ -115,8 +115,7 @@ def test_registry_names_and_unknown_name():
     assert set(PREDICTORS) == expected
     for name in expected - {"affinity"}:
         predictor = get_predictor(name)
-        alias = {"default": "gain-model"}.get(name, name)  # the default is the gain model
-        assert isinstance(predictor, Predictor) and predictor.name == alias
+        assert isinstance(predictor, Predictor) and predictor.name == name
         assert isinstance(predictor.reads, Reads)
     with pytest.raises(ValueError, match="affinity predictor needs a fitted scorer"):
         get_predictor("affinity")  # refused at once, before any target is tuned for it
