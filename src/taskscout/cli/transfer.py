@@ -554,8 +554,8 @@ def verify(
     else:
         outcome = result.race.outcomes.get(result.target)
         title = (
-            f"{result.target}: measured gains (points, {int(DEFAULT_LEVEL * 100)} % interval) "
-            f"beside {result.predictor}'s predictions"
+            f"{result.target}: measured gains (metric points, {int(DEFAULT_LEVEL * 100)} % "
+            f"interval) beside {result.predictor}'s predictions ({result.predicted_units})"
         )
         out.print(table(result.table, title=title, floats="{:.2f}"))
         if outcome is not None:

@@ -56,12 +56,15 @@ class VerifyResult:
     adapter_dir: Path | None
     failed: dict[str, str] = field(default_factory=dict)
     predictor: str = ""
+    predicted_units: str = "the predictor's score"  # measured gains: metric points x100
 
     def to_dict(self) -> dict:
         outcome = self.race.outcomes.get(self.target)
         return {
             "target": self.target,
             "predictor": self.predictor,
+            "predicted_units": self.predicted_units,
+            "measured_units": "metric points (x100), paired over seeds",
             "best_source": self.best_source,
             "best_seed": self.best_seed,
             "separated": bool(outcome.separated) if outcome else False,
@@ -172,7 +175,15 @@ def verify(
                 db, settings, prepared.name, best, best_seed, out_dir, table, device, threads
             )
     return VerifyResult(
-        prepared.name, table, race, best, best_seed, adapter, failed, getattr(scorer, "name", "")
+        prepared.name,
+        table,
+        race,
+        best,
+        best_seed,
+        adapter,
+        failed,
+        getattr(scorer, "name", ""),
+        ranking.attrs.get("units", "the predictor's score"),
     )
 
 
