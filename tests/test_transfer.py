@@ -130,6 +130,7 @@ def _assert_same_matrix(db_a, db_b):
         assert ids_a[tid].dev_scores == tb.get(tid).dev_scores
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_local_workers_give_identical_results(inprocess, settings, tmp_path):
     pool = LocalExecutor(2, threads=1)
     try:
@@ -140,6 +141,7 @@ def test_local_workers_give_identical_results(inprocess, settings, tmp_path):
     _assert_same_matrix(inprocess, db)
 
 
+@pytest.mark.slow  # starts a local Ray instance
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
 def test_ray_gives_identical_results(inprocess, settings, tmp_path):
     pool = RayExecutor(2, threads=1)

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 TASKS = "qnli,boolq,sms_spam,snli"  # 4 x 3 = 12 pairs
 
 
@@ -26,6 +28,7 @@ def _count(db_path, sql) -> int:
         return 0
 
 
+@pytest.mark.slow  # kills and restarts a child process: seconds of process start-up
 def test_sigkill_mid_matrix_then_restart_completes_every_pair_once(tiny_backbone, tmp_path):
     store = tmp_path / "runs"
     cmd = [
