@@ -14,8 +14,10 @@ from taskscout.backbone import resolve_backbone
 from taskscout.cli.common import (
     BackboneOpt,
     DataDirOpt,
+    DeviceOpt,
     NoProgressOpt,
     PoolOpt,
+    ThreadsOpt,
     err,
     flag,
     guard,
@@ -32,13 +34,16 @@ from taskscout.cli.report import (
 from taskscout.store import RunStore
 from taskscout.studies import StudyInputs, feng_study, tupate_study
 from taskscout.studies.common import store_copy
+from taskscout.util import set_torch_threads
 
 app = typer.Typer(no_args_is_help=True, help="Rerun a paper's study and write an HTML report.")
 
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every draw and fit.")]
 
 
-def _inputs(store, gold, taskweb_dir, setting, backbone, data_dir, no_progress, seed):
+def _inputs(
+    store, gold, taskweb_dir, setting, backbone, data_dir, no_progress, seed, device, threads
+):
     with store_copy(store) as copy:  # opening a store may touch it: read a copy
         db = RunStore(copy, create=False)
         tasks = db.task_names(backbone=resolve_backbone(backbone).backbone_id)
@@ -52,6 +57,8 @@ def _inputs(store, gold, taskweb_dir, setting, backbone, data_dir, no_progress, 
         progress=not no_progress,
         seed=seed,
         command="taskscout " + shlex.join(sys.argv[1:]),
+        device=device,
+        threads=threads,
     )
 
 
@@ -84,13 +91,28 @@ def tupate(
     data_dir: DataDirOpt = None,
     seed: SeedOpt = 0,
     shot: ScreenshotOpt = None,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
     no_progress: NoProgressOpt = False,
 ) -> None:
     """Zhou et al. 2022: each method and the ensembles, early vs best checkpoint, in-class vs
     all-class sources, limited vs full source data; beside random, datasize and the source
     prior with 90 % bootstrap intervals over targets."""
     with guard():
-        inp = _inputs(store, gold, taskweb_dir, setting, backbone, data_dir, no_progress, seed)
+        if threads is not None:  # every step of the study (fits too), not only the re-tunes
+            set_torch_threads(threads)
+        inp = _inputs(
+            store,
+            gold,
+            taskweb_dir,
+            setting,
+            backbone,
+            data_dir,
+            no_progress,
+            seed,
+            device,
+            threads,
+        )
         start = time.perf_counter()
         study = tupate_study(inp, limited=limited or None)
         err.print(f"study took {time.perf_counter() - start:.0f} s")
@@ -133,6 +155,8 @@ def feng(
     data_dir: DataDirOpt = None,
     seed: SeedOpt = 0,
     shot: ScreenshotOpt = None,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
     no_progress: NoProgressOpt = False,
 ) -> None:
     """Feng et al. 2023: the six prompt-similarity metrics, the affinity scorer (light and
@@ -152,7 +176,20 @@ def feng(
             raise ValueError(f"--betas must be > 0, got {betas!r}")
         sizes = _csv_ints(low_resource, "--low-resource") if low_resource.strip() else ()
         targets = tuple(t.strip() for t in low_targets.split(",")) if low_targets else None
-        inp = _inputs(store, gold, taskweb_dir, setting, backbone, data_dir, no_progress, seed)
+        if threads is not None:  # every step of the study (fits too), not only the re-tunes
+            set_torch_threads(threads)
+        inp = _inputs(
+            store,
+            gold,
+            taskweb_dir,
+            setting,
+            backbone,
+            data_dir,
+            no_progress,
+            seed,
+            device,
+            threads,
+        )
         start = time.perf_counter()
         study = feng_study(
             inp,

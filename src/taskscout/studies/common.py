@@ -42,7 +42,8 @@ class StudyInputs:
     """A study's inputs: ``store`` (a run store folder; only a temporary copy is written),
     ``gold`` (long-form ``target, source, gain[, performance]``) and its description,
     ``backbone`` (None = default), ``data_dir`` (catalog tasks, for tuning and datasize),
-    ``progress`` (rich bars on stderr), ``seed``."""
+    ``progress`` (rich bars on stderr), ``seed``, and where re-tunes train: ``device``
+    (None: cpu or $TASKSCOUT_DEVICE) and ``threads`` (torch threads; None: all cores)."""
 
     store: Path
     gold: pd.DataFrame
@@ -52,6 +53,8 @@ class StudyInputs:
     progress: bool = True
     seed: int = 0
     command: str | None = None
+    device: str | None = None
+    threads: int | None = None
 
 
 @dataclass

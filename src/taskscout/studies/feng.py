@@ -266,7 +266,15 @@ def _one_low(inp, store, gold, tasks, checkpoint, ensemble, n, target) -> pd.Dat
         lp = open_study_pool(small, inp.backbone, checkpoint, inp.data_dir)
         config = same_recipe(lp, target, "prompt", max_train=n, data_dir=inp.data_dir)
         data = load_task(target, data_dir=inp.data_dir, max_train=n, seed=inp.seed)
-        tune_into_store(data, config, lp.store, seed=inp.seed, progress=False)
+        tune_into_store(
+            data,
+            config,
+            lp.store,
+            seed=inp.seed,
+            device=inp.device,
+            threads=inp.threads,
+            progress=False,
+        )
         lp = open_study_pool(small, inp.backbone, checkpoint, inp.data_dir)  # fresh caches
         sim, _ = similarity_scores(lp, t_gold, list(PROMPT_METRICS))
         emb = EmbeddingSet.from_pool(lp, "prompt", tasks)

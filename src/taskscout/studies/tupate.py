@@ -73,7 +73,15 @@ def _limited_pool(inp: StudyInputs, store, tasks: list[str], limited: int) -> No
         for task in tasks:
             bar.update(job, description=f"tuning lora on {limited} examples: {task}")
             data = load_task(task, data_dir=inp.data_dir, max_train=limited, seed=inp.seed)
-            tune_into_store(data, configs[task], pool.store, seed=inp.seed, progress=False)
+            tune_into_store(
+                data,
+                configs[task],
+                pool.store,
+                seed=inp.seed,
+                device=inp.device,
+                threads=inp.threads,
+                progress=False,
+            )
             bar.update(job, advance=1)
 
 
