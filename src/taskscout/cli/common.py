@@ -226,19 +226,10 @@ PositiveLabelOpt = Annotated[
 ]
 
 
-def task_options(**given) -> dict:
-    """The task options (``type``, ``text_col``, ...) the user gave, for ``load_task``."""
-    return {k: v for k, v in given.items() if v is not None}
-
-
-def tune_options(**given) -> dict:
-    """The tuning options the user gave (None = the API's default), ready for ``api.tune``."""
-    return {k: v for k, v in given.items() if v is not None}
-
-
-def compute_options(*, device: str | None, threads: int | None) -> dict:
-    """``device=`` / ``threads=`` only where the user gave them."""
-    return {k: v for k, v in {"device": device, "threads": threads}.items() if v is not None}
+def given(**options) -> dict:
+    """The options the user gave (None = not given: the API's default applies), ready to pass
+    on as keywords: task options, tuning options, ``device`` / ``threads``."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def check_epochs(epochs: int | None, early_epochs: int | None) -> None:

@@ -28,8 +28,8 @@ from taskscout.cli.common import (
     NoProgressOpt,
     StoreOpt,
     ThreadsOpt,
-    compute_options,
     err,
+    given,
     guard,
     out,
     table,
@@ -55,7 +55,7 @@ def run_demo(
     ``max_train`` / ``max_dev`` subsample every task (seeded; default: all of the bundled rows).
     Status lines go to stderr."""
     data_dir = demo_data_dir()
-    compute = compute_options(device=device, threads=threads)
+    compute = given(device=device, threads=threads)
     sizes = {k: v for k, v in {"max_train": max_train, "max_dev": max_dev}.items() if v}
     timings = []
     for task in (*DEMO_SOURCES, DEMO_TARGET):

@@ -32,11 +32,11 @@ from taskscout.cli.common import (
     csv_list,
     err,
     flag,
+    given,
     guard,
     open_store,
     out,
     print_frame,
-    tune_options,
 )
 from taskscout.data import load_task
 from taskscout.pools import build_pool, export_adapter, import_adapter, pool_info
@@ -82,7 +82,7 @@ def build(
     check_epochs(epochs, early_epochs)
     with guard():
         settings = TuneConfig.from_options(
-            **tune_options(
+            **given(
                 backbone=backbone,
                 data_dir=None if data_dir is None else str(data_dir),
                 max_train=max_train,

@@ -42,16 +42,14 @@ from taskscout.cli.common import (
     TokensColOpt,
     TypeOpt,
     check_epochs,
-    compute_options,
     csv_list,
     err,
     flag,
+    given,
     guard,
     open_store,
     output_file,
     print_frame,
-    task_options,
-    tune_options,
 )
 from taskscout.cli.report import ReportOpt, check_report_path, rank_report
 from taskscout.store import RunStore
@@ -142,8 +140,8 @@ def rank(
             tune_target=tune_target,
             progress=not no_progress,
             scorer=scorer,
-            **compute_options(device=device, threads=threads),
-            **tune_options(
+            **given(device=device, threads=threads),
+            **given(
                 max_train=max_train,
                 max_dev=max_dev,
                 epochs=epochs,
@@ -153,7 +151,7 @@ def rank(
                 lr=lr,
                 max_len=max_len,
             ),
-            **task_options(
+            **given(
                 type=type_,
                 name=name,
                 text_col=text_col,
@@ -223,7 +221,7 @@ def predict(
             sources=csv_list(sources) or None,
             data_dir=data_dir,
             progress=True,
-            **compute_options(device=device, threads=threads),
+            **given(device=device, threads=threads),
         )
     for name, reason in skipped.items():
         err.print(f"[yellow]skipped {name}:[/yellow] {reason}")

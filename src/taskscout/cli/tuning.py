@@ -43,12 +43,10 @@ from taskscout.cli.common import (
     TuneMethodOpt,
     TypeOpt,
     check_epochs,
-    compute_options,
+    given,
     guard,
     open_store,
     out,
-    task_options,
-    tune_options,
 )
 from taskscout.store import RunStore
 
@@ -97,8 +95,8 @@ def tune(
             data_dir=data_dir,
             backbone=backbone,
             progress=not no_progress,
-            **compute_options(device=device, threads=threads),
-            **tune_options(
+            **given(device=device, threads=threads),
+            **given(
                 max_train=max_train,
                 max_dev=max_dev,
                 epochs=epochs,
@@ -108,7 +106,7 @@ def tune(
                 lr=lr,
                 max_len=max_len,
             ),
-            **task_options(
+            **given(
                 type=type_,
                 name=name,
                 text_col=text_col,
@@ -189,7 +187,7 @@ def embed(
     must exist) and tunes with the defaults only if the store has no run of the task; with them,
     that exact run is tuned first (reused when stored)."""
     check_epochs(epochs, early_epochs)
-    tuning = tune_options(
+    tuning = given(
         max_train=max_train,
         max_dev=max_dev,
         epochs=epochs,
@@ -199,7 +197,7 @@ def embed(
         lr=lr,
         max_len=max_len,
     )
-    task_opts = task_options(
+    task_opts = given(
         type=type_,
         name=name,
         text_col=text_col,
@@ -226,7 +224,7 @@ def embed(
             run_id=run_id,
             data_dir=data_dir,
             progress=not no_progress,
-            **compute_options(device=device, threads=threads),
+            **given(device=device, threads=threads),
             **tuning,
             **task_opts,
         )
