@@ -76,15 +76,17 @@ def train_task(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     description: str | None = None,
+    run_config: dict | None = None,
 ) -> TrainedTask:
     """Train ``config.method`` on ``data`` with ``seed`` (from ``init_state`` if given).
 
     ``config`` must be resolved (:meth:`TuneConfig.resolved`). ``threads``: torch intra-op
     threads (fix it for bit-identical CPU results across processes). ``cache_dir``: where
-    encoded splits are cached. Checkpoint states in the result are CPU tensors.
+    encoded splits are cached. Checkpoint states in the result are CPU tensors. ``run_config``:
+    ``config.run_config(data, seed)`` when the caller has it already (it hashes every row).
     """
     threads = set_torch_threads(threads)
-    run_config = config.run_config(data, seed)
+    run_config = run_config or config.run_config(data, seed)
     ref, tokenizer, encoder = load_backbone(config.backbone)
     train_split, dev_split = encode_task(
         data, tokenizer, config.max_len, cache_dir=None if cache_dir is None else Path(cache_dir)
@@ -151,6 +153,7 @@ def tune_into_store(
             threads=threads,
             cache_dir=store.root / "cache",
             progress=progress,
+            run_config=run_config,
         )
     except Exception as exc:
         store.record_failure(
@@ -174,7 +177,7 @@ def tune_into_store(
     store.put_task(
         data.spec.name,
         data.spec.to_dict(),
-        data.fingerprint(),
+        run_config["task_fingerprint"],
         len(data.train),
         len(data.dev),
         source=data.source,
