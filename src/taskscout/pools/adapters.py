@@ -30,8 +30,7 @@ from taskscout.tuning.peft_format import (
     check_adapter_fits,
     read_lora_adapter,
     read_task_head,
-    write_lora_adapter,
-    write_task_head,
+    write_adapter_folder,
 )
 from taskscout.tuning.run import run_backbone_location
 
@@ -208,17 +207,17 @@ def export_adapter(
     if run.method != "lora":
         raise ValueError(f"run {run.run_id} is a {run.method} run; only lora runs export to PEFT")
     state = db.load_checkpoint(run.run_id, checkpoint)
-    base = PACKAGED_ID if run.backbone == PACKAGED_ID else (run_backbone_location(run) or "")
-    out = write_lora_adapter(
-        folder,
-        {k: v for k, v in state.items() if k.startswith("method.")},
-        run.config["method_config"],
-        base,
-        overwrite=overwrite,
-    )
-    head_state = {k: v for k, v in state.items() if k.startswith("head.")}
-    if head and head_state:
+    spec = None
+    if head:
         info = db.get_task(run.task)
         spec = info["spec"] if info else {"name": run.task}
-        write_task_head(out, head_state, spec, task=run.task)
-    return out
+    return write_adapter_folder(
+        folder,
+        state,
+        run.config["method_config"],
+        backbone_id=run.backbone,
+        backbone_location=run_backbone_location(run),
+        spec=spec,
+        task=run.task,
+        overwrite=overwrite,
+    )

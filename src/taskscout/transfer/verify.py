@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from taskscout.backbone import PACKAGED_ID, resolve_backbone
+from taskscout.backbone import resolve_backbone
 from taskscout.predictors import Pool, get_predictor
 from taskscout.predictors.ranking import prepare_target, rank_sources
 from taskscout.store import RunStore
@@ -37,7 +37,7 @@ from taskscout.transfer.adaptive import RaceResult, run_adaptive
 from taskscout.transfer.gains import DEFAULT_LEVEL, pair_statistics, separation
 from taskscout.transfer.run import run_transfer
 from taskscout.tuning.config import TuneConfig
-from taskscout.tuning.peft_format import ADAPTER_CONFIG, write_lora_adapter, write_task_head
+from taskscout.tuning.peft_format import ADAPTER_CONFIG, write_adapter_folder
 
 VERIFY_INFO = "taskscout_verify.json"
 
@@ -241,17 +241,16 @@ def _save_adapter(
             cache_dir=db.root / "cache",
             keep_state=True,
         ).state
-    ref = resolve_backbone(settings.backbone)  # base_model_name_or_path: hub id or folder
-    base = PACKAGED_ID if ref.backbone_id == PACKAGED_ID else ref.location
-    write_lora_adapter(
-        out_dir,
-        {k: v for k, v in state.items() if k.startswith("method.")},
-        settings.method_config(),
-        base,
-    )
+    ref = resolve_backbone(settings.backbone)
     task = db.get_task(target)
-    spec = task["spec"] if task else settings.load(target, seed).spec.to_dict()
-    write_task_head(out_dir, {k: v for k, v in state.items() if k.startswith("head.")}, spec)
+    write_adapter_folder(
+        out_dir,
+        state,
+        settings.method_config(),
+        backbone_id=ref.backbone_id,
+        backbone_location=ref.location,
+        spec=task["spec"] if task else settings.load(target, seed).spec.to_dict(),
+    )
     row = table[table["source"] == source].iloc[0]
     info = {
         "format": "taskscout-verify/1",

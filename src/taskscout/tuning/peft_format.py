@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from taskscout.backbone import PACKAGED_ID
+
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 HEAD_WEIGHTS = "head.safetensors"
@@ -295,3 +297,32 @@ def read_task_head(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict] |
             f"{folder}: head has {tensors['weight'].shape[0]} outputs for {len(labels)} labels"
         )
     return {f"head.{k}": v for k, v in tensors.items()}, info
+
+
+def write_adapter_folder(
+    folder: str | Path,
+    state: dict[str, torch.Tensor],
+    method_config: dict,
+    *,
+    backbone_id: str,
+    backbone_location: str | None,
+    spec: dict | None = None,
+    task: str = "",
+    overwrite: bool = False,
+) -> Path:
+    """A kept lora state (``method.*`` keys, optionally ``head.*``) as a PEFT adapter folder
+    (:func:`write_lora_adapter`) with its task head beside it (:func:`write_task_head`) when
+    the state has one and ``spec`` is given. ``base_model_name_or_path`` is the hub id of the
+    packaged MiniLM, else ``backbone_location`` (the folder the backbone was loaded from)."""
+    base = PACKAGED_ID if backbone_id == PACKAGED_ID else (backbone_location or "")
+    out = write_lora_adapter(
+        folder,
+        {k: v for k, v in state.items() if k.startswith("method.")},
+        method_config,
+        base,
+        overwrite=overwrite,
+    )
+    head = {k: v for k, v in state.items() if k.startswith("head.")}
+    if head and spec is not None:
+        write_task_head(out, head, spec, task=task)
+    return out
