@@ -378,3 +378,45 @@ def test_train_config_and_empty_splits_are_rejected(tiny_backbone, make_task):
     empty = type(dev_split)(dev_split.task_type, [], [], [])
     with pytest.raises(ValueError, match="must not be empty"):
         train_model(model, train_split, empty, TuneConfig(), seed=0, pad_id=0, progress=False)
+
+
+# --- the step budget (the recipe for small tasks) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "epochs", "early"),
+    [(131, 36, 24), (250, 23, 15), (500, 12, 8), (2000, 3, 2), (10000, 3, 2), (1, 50, 33)],
+)
+def test_step_budget_epochs_and_early_checkpoint(n, epochs, early):
+    config = TuneConfig(min_steps=180, epochs=3, batch_size=32)
+    assert config.epochs_for(n) == epochs  # max(3, ceil(180 / ceil(n / 32))), at most 50
+    assert config.early_epoch_for(n) == early  # round(2/3 of the epochs)
+    assert TuneConfig(epochs=3).epochs_for(n) == 3  # no budget: the epochs as given
+    assert TuneConfig(min_steps=180, early_epochs=1).early_epoch_for(n) == 1
+
+
+def test_step_budget_is_part_of_the_run_id_and_leaves_old_ids_alone(make_task):
+    data = make_task("classification", n_train=32, n_dev=16)
+    plain = TuneConfig(bf16=False)
+    budget = plain.replace(min_steps=100)
+    assert "min_steps" not in plain.train_dict(0)  # ids of runs without a budget unchanged
+    assert "min_steps" not in plain.to_dict() or plain.to_dict()["min_steps"] is None
+    assert plain.run_id(data, 0) != budget.run_id(data, 0)
+    assert plain.settings_hash() != budget.settings_hash()
+    assert budget.run_id(data, 0) != budget.replace(min_steps=101).run_id(data, 0)
+    with pytest.raises(ValueError, match="min_steps must be >= 1"):
+        TuneConfig(min_steps=0)
+
+
+def test_trainer_follows_the_step_budget(tiny_backbone, make_task):
+    data = make_task("classification", n_train=16, n_dev=8)
+    model, tokenizer = make_model(tiny_backbone, "bitfit", data.spec)
+    train_split, dev_split = encode_task(data, tokenizer, 64)
+    config = TuneConfig(method="bitfit", epochs=1, batch_size=8, lr=LR, min_steps=7)
+    result = train_model(
+        model, train_split, dev_split, config, seed=0, pad_id=tokenizer.pad_token_id,
+        progress=False,
+    )  # fmt: skip
+    assert len(result.dev_scores) == 4  # ceil(7 / 2 steps per epoch)
+    assert result.loss_steps[-1] == 8
+    assert result.early_epoch == 3  # round(2/3 * 4)

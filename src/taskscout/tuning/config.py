@@ -14,6 +14,7 @@ Method-specific defaults are attributes of the method class
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -28,6 +29,11 @@ CHECKPOINTS: tuple[str, ...] = ("early", "best")
 CHECKPOINT_ALIASES = {"early": "early", "best": "best", "late": "best"}
 #: The early checkpoint's epoch when ``early_epochs`` is not given (capped at ``epochs``).
 DEFAULT_EARLY_EPOCHS = 2
+#: With a step budget (``min_steps``) and no ``early_epochs``: the early checkpoint is taken
+#: after this fraction of the epochs (rounded, at least 1), as 2 of 3 epochs are without one.
+EARLY_FRACTION = 2 / 3
+#: A step budget never raises the epoch count above this (tiny tasks would loop for ever).
+MAX_BUDGET_EPOCHS = 50
 #: Version of the hashed run-config layout (bump only with a migration of stored ids).
 RUN_CONFIG_FORMAT = 1
 
@@ -57,6 +63,12 @@ class TuneConfig:
     the method's ``default_lr``; ``early_epochs`` None = min(2, ``epochs``), an explicit value
     above ``epochs`` is an error; ``bf16`` None = decided by :meth:`resolved` for the device
     (native-bf16 CPUs only; fp32 on GPUs). ``max_len``: tokens per text (pair: per pair).
+
+    Step budget (the recipe for small tasks): with ``min_steps`` set, a task of n training
+    examples trains for ``E(n) = min(50, max(epochs, ceil(min_steps / ceil(n / batch_size))))``
+    epochs, so that a 250-example task gets as many optimiser updates as a 2,000-example one;
+    its early checkpoint, unless ``early_epochs`` says, comes after ``max(1, round(2/3 E(n)))``
+    epochs. :meth:`epochs_for` / :meth:`early_epoch_for` give both for a train size.
     """
 
     method: str = "lora"
@@ -75,6 +87,7 @@ class TuneConfig:
     max_len: int = 128
     bf16: bool | None = None
     method_options: dict = field(default_factory=dict)
+    min_steps: int | None = None
 
     def __post_init__(self):
         cls = get_method(self.method)  # unknown method: ValueError naming the choices
@@ -100,7 +113,7 @@ class TuneConfig:
                     f"early_epochs ({self.early_epochs}) must not exceed epochs "
                     f"({self.epochs}): the early checkpoint is taken during training"
                 )
-        for name in ("max_train", "max_dev"):
+        for name in ("max_train", "max_dev", "min_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 (or unset for all rows), not {value}")
@@ -142,6 +155,21 @@ class TuneConfig:
             return self.early_epochs
         return min(DEFAULT_EARLY_EPOCHS, self.epochs)
 
+    def epochs_for(self, n_train: int) -> int:
+        """Epochs a run on ``n_train`` examples trains (``epochs`` unless a step budget raises
+        it; see the class docstring)."""
+        if self.min_steps is None:
+            return self.epochs
+        steps_per_epoch = max(1, math.ceil(int(n_train) / self.batch_size))
+        needed = math.ceil(self.min_steps / steps_per_epoch)
+        return max(self.epochs, min(MAX_BUDGET_EPOCHS, needed))
+
+    def early_epoch_for(self, n_train: int) -> int:
+        """The early checkpoint's epoch for a run on ``n_train`` examples."""
+        if self.min_steps is None or self.early_epochs is not None:
+            return self.resolved_early_epochs
+        return max(1, round(EARLY_FRACTION * self.epochs_for(n_train)))
+
     def resolved(self, device: str | None = None) -> TuneConfig:
         """A copy with ``bf16`` decided for ``device`` (native-bf16 CPUs only, never on a GPU).
         Decide it once, where the runs are planned, so every worker trains alike."""
@@ -158,9 +186,16 @@ class TuneConfig:
         """The trainer's hyper-parameters of a run, every default resolved (hashed)."""
         if self.bf16 is None:
             raise ValueError("bf16 is undecided: call TuneConfig.resolved(device) first")
+        budget = {}
+        if self.min_steps is not None:  # only then: ids of runs without a budget are unchanged
+            budget = {"min_steps": int(self.min_steps), "max_budget_epochs": MAX_BUDGET_EPOCHS}
         return {
             "epochs": self.epochs,
-            "early_epochs": self.resolved_early_epochs,
+            "early_epochs": (
+                "2/3 of the epochs"
+                if self.min_steps is not None and self.early_epochs is None
+                else self.resolved_early_epochs
+            ),
             "batch_size": self.batch_size,
             "eval_batch_size": self.eval_batch_size,
             "lr": self.resolved_lr,
@@ -170,6 +205,7 @@ class TuneConfig:
             "max_len": self.max_len,
             "seed": int(seed),
             "bf16": bool(self.bf16),
+            **budget,
         }
 
     def method_config(self) -> dict:
@@ -215,7 +251,11 @@ class TuneConfig:
         settings): every field but ``data_dir``, with the backbone id and lr resolved."""
         d = self.to_dict()
         d.pop("data_dir")
+        if d["min_steps"] is None:  # hashes of settings without a budget are unchanged
+            d.pop("min_steps")
         d["backbone"] = self.backbone_id()
         d["lr"] = self.resolved_lr
-        d["early_epochs"] = self.resolved_early_epochs
+        d["early_epochs"] = (
+            self.early_epochs if self.min_steps is not None else self.resolved_early_epochs
+        )
         return config_hash(d)

@@ -154,8 +154,9 @@ def train_model(
 ) -> TrainResult:
     """Train ``model`` in place on ``train``; evaluate on ``dev`` after every epoch.
 
-    Hyper-parameters come from ``config`` with its defaults resolved (lr: the method's; early
-    checkpoint: :attr:`TuneConfig.resolved_early_epochs`; ``bf16`` None counts as False), the
+    Hyper-parameters come from ``config`` with its defaults resolved (lr: the method's; epochs
+    and early checkpoint: :meth:`TuneConfig.epochs_for` / :meth:`TuneConfig.early_epoch_for`
+    of the train size, which a step budget raises; ``bf16`` None counts as False), the
     batch order and dropout from ``seed``.
     ``device`` (see :func:`resolve_device`; default CPU) is where the model is moved for
     training; checkpoint states are always CPU tensors."""
@@ -167,7 +168,8 @@ def train_model(
     model.to(device)
     torch.manual_seed(seed)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
-    total = steps_per_epoch * config.epochs
+    epochs = config.epochs_for(len(train))
+    total = steps_per_epoch * epochs
     warmup = max(1, round(config.warmup_ratio * total))
     optimizer = make_optimizer(model, lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -177,14 +179,14 @@ def train_model(
         ),
     )
     params = [p for p in model.parameters() if p.requires_grad]
-    early_epoch = config.resolved_early_epochs
+    early_epoch = config.early_epoch_for(len(train))
     result = TrainResult([], [], [], early_epoch, {}, 0, {}, 0.0, 0.0, 0.0, 0)
     best = -math.inf
     start = time.perf_counter()
     step = 0
     with make_progress(enabled=progress) as bar:
         task = bar.add_task(description, total=total, loss=float("nan"), score=float("nan"))
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(1, epochs + 1):
             model.train()
             t0 = time.perf_counter()
             batches = length_grouped_batches(
