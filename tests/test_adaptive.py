@@ -185,7 +185,8 @@ def test_cli_transfer_adaptive_then_per_seed_gains(tmp_path, tiny_backbone):
     assert "runs used:" in text and "saved" in text and "boolq" in text
     assert "round 1:" in res.stderr
     out = tmp_path / "seeds.csv"
-    res = runner.invoke(app, ["gains", "--store", str(store), "--per-seed", "--csv", str(out)])
+    gains = ["gains", "--store", str(store), "-m", "prompt", "--per-seed", "--csv", str(out)]
+    res = runner.invoke(app, gains)
     assert res.exit_code == 0, res.output
     rows = pd.read_csv(out)
     assert list(rows.columns[:7]) == [
@@ -193,7 +194,7 @@ def test_cli_transfer_adaptive_then_per_seed_gains(tmp_path, tiny_backbone):
     ]  # fmt: skip
     assert set(rows["source"]) == {"qnli", "sms_spam"} and (rows["max_dev"] == 16).all()
     assert rows.groupby("source")["seed"].min().eq(0).all() and len(rows) >= 4
-    gold = runner.invoke(app, ["gains", "--store", str(store), "--csv", "-"])
+    gold = runner.invoke(app, ["gains", "--store", str(store), "-m", "prompt", "--csv", "-"])
     frame = pd.read_csv(io.StringIO(gold.stdout))
     assert {"gain_se", "ci_low", "ci_high", "excludes_zero", "tied_best"} <= set(frame.columns)
     assert frame["tied_best"].sum() >= 1
@@ -201,7 +202,7 @@ def test_cli_transfer_adaptive_then_per_seed_gains(tmp_path, tiny_backbone):
     again = runner.invoke(app, [str(a) for a in args])
     assert again.exit_code == 0 and "reused from the store" in again.stderr
     assert len(pd.read_csv(io.StringIO(runner.invoke(
-        app, ["gains", "--store", str(store), "--per-seed", "--csv", "-"]
+        app, ["gains", "--store", str(store), "-m", "prompt", "--per-seed", "--csv", "-"]
     ).stdout))) == len(rows)  # fmt: skip
 
 

@@ -154,6 +154,7 @@ def test_transfer_then_gains(tmp_path, tiny_backbone):
     store = tmp_path / "t"
     args = ["transfer", "--targets", "mnli,snli", "--method", "lora", "--store", store]
     small = ["--max-train", 16, "--max-dev", 8, "--epochs", 2, "--early-epochs", 1]
+    small += ["--seeds", 0, "--min-steps", 0]  # one seed, no step budget: a quick matrix
     res = invoke(*args, "--backbone", tiny_backbone, *small, "--batch-size", 8, "--threads", 1)
     assert res.exit_code == 0, res.output
     assert "2 transfers, 0 failed" in flat(res.stderr)

@@ -64,6 +64,13 @@ def test_shared_defaults_agree():
     for command in ("transfer", "gains"):
         option = _option(command, "checkpoint")
         assert option.default == "best" and "best checkpoint" in option.help
+    # transfer / verify / gains default to the measured protocol (benchmarks/README.md)
+    for command in ("transfer", "verify", "gains"):
+        assert _option(command, "method").default == "lora", command
+    for command in ("transfer", "verify"):
+        assert _option(command, "max_train").default == 500, command
+        assert _option(command, "min_steps").default == 180, command
+    assert "0,1,2" in _option("transfer", "seeds").help
 
 
 def test_compute_commands_take_device_and_threads():

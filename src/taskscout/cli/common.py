@@ -168,6 +168,15 @@ EarlyEpochsOpt = Annotated[
         help="Epoch of the early checkpoint (default 2; at most --epochs).",
     ),
 ]
+MinStepsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--min-steps",
+        min=0,
+        help="Step budget: raise the epochs so every run makes at least this many optimiser "
+        "updates (small tasks get more epochs, at most 50; the recipe: 180). 0: none.",
+    ),
+]
 BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Default 32.")]
 LrOpt = Annotated[
     float | None, typer.Option("--lr", help="Learning rate (default: the method's own).")
@@ -232,6 +241,11 @@ def given(**options) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
 
+def min_steps_option(value: int | None) -> int | None:
+    """``--min-steps``: 0 means no budget (None), like leaving it out where the default is none."""
+    return value or None
+
+
 def check_epochs(epochs: int | None, early_epochs: int | None) -> None:
     """``--early-epochs`` above ``--epochs`` is a usage error (never silently clamped); the
     default number of epochs is :class:`TuneConfig`'s."""
@@ -286,6 +300,7 @@ KEYWORD_OPTIONS = {
     "seed": "--seed",
     "epochs": "--epochs",
     "early_epochs": "--early-epochs",
+    "min_steps": "--min-steps",
     "batch_size": "--batch-size",
     "lr": "--lr",
     "max_len": "--max-len",

@@ -1,11 +1,11 @@
 """``taskscout transfer`` and ``taskscout gains``: measure the transfer matrix, read its gains.
 
-Both default to ``--method prompt`` (the method of the transfer literature this reproduces) and
-``--checkpoint best`` (a transfer initialises the target from the source's best checkpoint),
-unlike tune / embed / rank (``lora``, ``early``). ``transfer`` caps dev sets at 1,000 rows
-(seeded, label-stratified; ``--max-dev``) so evaluation does not dominate the cost; the cap is
-part of every run's settings. ``transfer --adaptive`` races each target's sources
-(:mod:`taskscout.transfer.adaptive`).
+Both default to the measured protocol (``benchmarks/README.md``, "ground truth"): ``--method
+lora``, 500 training examples per task, dev sets capped at 1,000 rows (seeded, label-stratified;
+``--max-dev``; the cap is part of every run's settings), the step budget ``--min-steps 180`` (12
+epochs at 500 examples), 3 paired seeds (a transfer and its no-transfer baseline share the seed)
+and ``--checkpoint best`` (a transfer initialises the target from the source's best checkpoint).
+``transfer --adaptive`` races each target's sources (:mod:`taskscout.transfer.adaptive`).
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ TransferMethodOpt = Annotated[
     typer.Option(
         "--method",
         "-m",
-        help="prompt (default: the transfer papers' method) | prefix | lora | bitfit | full "
-        "(full intermediate fine-tuning).",
+        help="lora (default: the measured protocol) | full (full intermediate fine-tuning, "
+        "the stronger signal where measured) | prompt | prefix | bitfit.",
     ),
 ]
 SourceCheckpointOpt = Annotated[
@@ -93,13 +93,13 @@ def transfer(
         str | None,
         typer.Option("--sources", help="Comma-separated source tasks (default: the targets)."),
     ] = None,
-    method: TransferMethodOpt = "prompt",
+    method: TransferMethodOpt = "lora",
     seeds: Annotated[
         str | None,
         typer.Option(
             "--seeds",
-            help="Comma-separated seeds (default 0; with --adaptive: the ordered seeds a pair "
-            "may use, default 0,1,2,3,4).",
+            help="Comma-separated seeds (default 0,1,2: paired seeds, the fewest that give an "
+            "interval; with --adaptive: the ordered seeds a pair may use, default 0,1,2,3,4).",
         ),
     ] = None,
     store: StoreOpt = Path("runs"),
@@ -128,7 +128,7 @@ def transfer(
     max_train: Annotated[
         int | None,
         typer.Option("--max-train", min=1, help="Subsample train to this many (seeded)."),
-    ] = 1000,
+    ] = 500,
     max_dev: Annotated[
         int,
         typer.Option(
@@ -137,11 +137,26 @@ def transfer(
             help="Cap dev sets at this many rows (seeded, label-stratified sample).",
         ),
     ] = 1000,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs of every run.")] = 3,
+    epochs: Annotated[
+        int, typer.Option("--epochs", min=1, help="Epochs of every run (at least).")
+    ] = 3,
     early_epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--early-epochs",
+            min=1,
+            help="Epoch of the early checkpoint (<= --epochs; default: 2/3 of the epochs run).",
+        ),
+    ] = None,
+    min_steps: Annotated[
         int,
-        typer.Option("--early-epochs", min=1, help="Epoch of the early checkpoint (<= --epochs)."),
-    ] = 2,
+        typer.Option(
+            "--min-steps",
+            min=0,
+            help="Step budget: at least this many optimiser updates per run (the recipe; more "
+            "epochs for small tasks, at most 50). 0: none.",
+        ),
+    ] = 180,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size.")] = 32,
     lr: LrOpt = None,
     max_len: Annotated[int, typer.Option("--max-len", min=8, help="Max tokens per example.")] = 128,
@@ -194,7 +209,7 @@ def transfer(
     check_epochs(epochs, early_epochs)
     tgts = csv_list(targets)
     srcs = csv_list(sources) or list(tgts)
-    seed_list = _seeds(seeds or ("0,1,2,3,4" if adaptive else "0"))
+    seed_list = _seeds(seeds or ("0,1,2,3,4" if adaptive else "0,1,2"))
     if adaptive and top_k is not None:
         fail("--adaptive races all given sources; choose them with --sources, not --top-k")
     if adaptive and start_seeds > len(seed_list):
@@ -209,6 +224,7 @@ def transfer(
             max_dev=max_dev,
             epochs=epochs,
             early_epochs=early_epochs,
+            min_steps=min_steps or None,
             batch_size=batch_size,
             lr=lr,
             max_len=max_len,
@@ -329,7 +345,7 @@ def _print_race(race: RaceResult, failed: dict[str, str]) -> None:
 
 def gains(
     store: StoreOpt = Path("runs"),
-    method: TransferMethodOpt = "prompt",
+    method: TransferMethodOpt = "lora",
     checkpoint: SourceCheckpointOpt = "best",
     backbone: BackboneOpt = None,
     settings_hash: Annotated[
@@ -506,11 +522,19 @@ def verify(
     max_train: Annotated[
         int | None,
         typer.Option("--max-train", min=1, help="Subsample train to this many (seeded)."),
-    ] = 1000,
+    ] = 500,
     max_dev: Annotated[
         int, typer.Option("--max-dev", min=1, help="Cap dev sets (seeded, stratified).")
     ] = 1000,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs of every run.")] = 3,
+    epochs: Annotated[
+        int, typer.Option("--epochs", min=1, help="Epochs of every run (at least).")
+    ] = 3,
+    min_steps: Annotated[
+        int,
+        typer.Option(
+            "--min-steps", min=0, help="Step budget of every run (the recipe: 180). 0: none."
+        ),
+    ] = 180,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size.")] = 32,
     lr: LrOpt = None,
     device: DeviceOpt = None,
@@ -531,6 +555,7 @@ def verify(
             max_train=max_train,
             max_dev=max_dev,
             epochs=epochs,
+            min_steps=min_steps or None,
             batch_size=batch_size,
             lr=lr,
         )
