@@ -39,7 +39,8 @@ Parts:
    ``default_predictor.py``), optionally the affinity scorers (``--affinity``) fitted
    leave-one-target-out on these gains.
 
-Writes ``results/ground_truth.json`` / ``.md`` (and the CSV of part 1); prints one JSON line.
+Writes ``results/ground_truth.json`` / ``.md``, the predictors' scores ``_scores.csv`` and the
+CSV of part 1; prints one JSON line.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from taskscout.affinity.data import EmbeddingSet
 from taskscout.affinity.ensemble import AffinityConfig
@@ -166,7 +168,7 @@ def signal(frame: pd.DataFrame, taskweb: pd.DataFrame, all_sources: dict[str, li
     """The three figures for one gains frame (``target, source, replicate, gain``), per target
     and over targets. ``all_sources``: target -> the sources a complete target has."""
     pairs = pair_statistics(_rep_index(frame))
-    per_target, s2s, tw, tw_any = {}, [], [], []
+    per_target, s2s, tw, tw_any, wides = {}, [], [], [], []
     for t, grp in frame.groupby("target", sort=True):
         wide = grp.pivot(index="source", columns="replicate", values="gain")
         full = wide.dropna()
@@ -194,6 +196,7 @@ def signal(frame: pd.DataFrame, taskweb: pd.DataFrame, all_sources: dict[str, li
             "taskweb_sources": len(both),
         }
         if complete:
+            wides.append(full.to_numpy())
             s2s.append(rho)
             tw.append(rho_tw)
         tw_any.append(rho_tw)
@@ -206,8 +209,13 @@ def signal(frame: pd.DataFrame, taskweb: pd.DataFrame, all_sources: dict[str, li
         "complete_targets": complete_targets,
         "seed_to_seed": float(np.nanmean(s2s)) if np.isfinite(s2s).any() else math.nan,
         "seed_to_seed_targets": int(np.isfinite(s2s).sum()),
+        "seed_to_seed_perm_p": permutation_p(wides, float(np.nanmean(s2s)) if s2s else math.nan),
         "share_over_2se": float(over_all.mean()) if len(multi) else math.nan,
         "share_over_2se_pairs": len(multi),
+        # what pure noise gives: P(|t_{n-1}| > 2) per pair (normal per-seed gains, mean 0)
+        "share_over_2se_null": float(np.mean(2 * stats.t.sf(2.0, multi["n_seeds"] - 1)))
+        if len(multi)
+        else math.nan,
         "share_over_2se_complete": float((comp["gain"].abs() > 2 * comp["gain_se"]).mean())
         if len(comp)
         else math.nan,
@@ -221,6 +229,22 @@ def signal(frame: pd.DataFrame, taskweb: pd.DataFrame, all_sources: dict[str, li
     }
 
 
+def permutation_p(wides: list[np.ndarray], observed: float, n: int = 2000, seed: int = 0):
+    """One-sided permutation p-value of the mean seed-to-seed Spearman: each replicate's
+    column of each target (sources x replicates) shuffled independently, ``n`` draws."""
+    if not wides or not math.isfinite(observed):
+        return math.nan
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(n):
+        rhos = []
+        for w in wides:
+            cols = [rng.permutation(w[:, j]) for j in range(w.shape[1])]
+            rhos += [spearman(a, b) for a, b in itertools.combinations(cols, 2)]
+        hits += float(np.nanmean(rhos)) >= observed
+    return (hits + 1) / (n + 1)
+
+
 def goals(sig: dict) -> dict:
     """Each issue goal: value, the number of targets (or pairs) it rests on, met or not."""
     out = {}
@@ -230,6 +254,8 @@ def goals(sig: dict) -> dict:
         unit = "pairs" if key == "share_over_2se" else "targets"
         out[key] = {"value": v, "goal": thr, unit: n,
                     "met": None if not math.isfinite(v) else bool(v >= thr)}  # fmt: skip
+    out["share_over_2se"]["null"] = sig["share_over_2se_null"]
+    out["seed_to_seed"]["permutation_p"] = sig["seed_to_seed_perm_p"]
     return out
 
 
@@ -446,6 +472,7 @@ def main(argv=None) -> int:
         perf.reset_index(), on=["target", "source"]
     )[["target", "source", "gain", "performance"]]
     scores, notes = predictor_scores(args, gold, lora_complete, taskweb)
+    scores.to_csv(Path(args.out).with_name(Path(args.out).name + "_scores.csv"), index=False)
     per_target = evaluate(gold, scores)
     metrics = ["spearman", "ndcg_rank", "rank_of_best", "regret@1", "regret@3"]
     per_target = per_target[["predictor", "target", "n_sources", *metrics]]
@@ -497,9 +524,12 @@ def markdown(report: dict, sigs: dict, rows: pd.DataFrame, metrics: list[str]) -
         def one(key, unit):
             v = g[key]
             met = {None: "n/a", True: "met", False: "not met"}[v["met"]]
-            return f"{_f(v['value'])} ({v[unit]} {unit}) {met}"
+            extra = (f", permutation p {_f(v['permutation_p'], 3)}"
+                     if key == "seed_to_seed" else "")  # fmt: skip
+            return f"{_f(v['value'])} ({v[unit]} {unit}) {met}{extra}"
 
-        return (f"{one('seed_to_seed', 'targets')} | {one('share_over_2se', 'pairs')} | "
+        return (f"{one('seed_to_seed', 'targets')} | {one('share_over_2se', 'pairs')}, "
+                f"noise alone {_f(g['share_over_2se']['null'], 3)} | "
                 f"{one('taskweb_spearman', 'targets')}")  # fmt: skip
 
     for m, r in report["methods"].items():
