@@ -508,7 +508,7 @@ def markdown(report: dict, sigs: dict, rows: pd.DataFrame, metrics: list[str]) -
                      for m, v in report["reproduction"].items()), ""]  # fmt: skip
     L += ["## Measured transfers", "",
           "| method | target | sources | replicates | complete | pairs with SE | "
-          "share |gain| > 2 SE | seed-to-seed ρ | TaskWeb ρ (sources) |",
+          "share \\|gain\\| > 2 SE | seed-to-seed ρ | TaskWeb ρ (sources) |",
           "|---|---|---:|---:|---|---:|---:|---:|---:|"]  # fmt: skip
     for m, r in report["methods"].items():
         for t, v in r["per_target"].items():
@@ -517,7 +517,7 @@ def markdown(report: dict, sigs: dict, rows: pd.DataFrame, metrics: list[str]) -
                      f"{_f(v['seed_to_seed'])} | {_f(v['taskweb_spearman'])} "
                      f"({v['taskweb_sources']}) |")  # fmt: skip
     L += ["", "## Goals (issue 11)", "",
-          "| data | seed-to-seed ρ ≥ 0.5 | share |gain| > 2 SE ≥ 40 % | TaskWeb ρ ≥ 0.3 |",
+          "| data | seed-to-seed ρ ≥ 0.5 | share \\|gain\\| > 2 SE ≥ 40 % | TaskWeb ρ ≥ 0.3 |",
           "|---|---|---|---|"]  # fmt: skip
 
     def cells(g):
