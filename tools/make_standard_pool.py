@@ -17,7 +17,8 @@ copy is filtered with the store's own API (``delete_run``, ``delete_task``, ``gc
 
     python tools/make_standard_pool.py [POOL_DIR] [--data-dir ../shared/data] [--out DIR]
 
-Re-runnable: the output folder is rebuilt from scratch (written beside it, then swapped in).
+Re-runnable: the output folder is rebuilt from scratch (made in a temporary folder, then moved
+in place of the old one).
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     weights = packaged_minilm_dir() / "model.safetensors"
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".standard-", dir=out.parent))
+    work = Path(tempfile.mkdtemp(prefix="taskscout-standard-"))  # outside the checkout
     try:
         copy_store(Path(args.pool), work / "pool")
         with RunStore(work / "pool", create=False) as db:
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         (root / "LICENCES.md").write_text(licences_md(catalog))
         if out.exists():
             shutil.rmtree(out)
-        root.rename(out)
+        shutil.move(root, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())

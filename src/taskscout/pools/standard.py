@@ -85,7 +85,7 @@ def standard_recipe() -> dict:
     """The tuning options the pool was built with (non-None fields of its TuneConfig, without
     the backbone): pass them to tune a target comparably; explicit user options win."""
     recipe = standard_provenance()["recipe"]
-    return {k: v for k, v in recipe.items() if v is not None and k != "backbone"}
+    return {k: v for k, v in recipe.items() if v not in (None, {}) and k != "backbone"}
 
 
 def check_standard_backbone(backbone: str | os.PathLike | None) -> str:
