@@ -263,6 +263,12 @@ def _no_data_dir_env(monkeypatch):
     monkeypatch.delenv("TASKSCOUT_DATA_DIR", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _taskscout_home(monkeypatch, tmp_path_factory):
+    """Per-user state (the standard pool's copy) goes to a temporary home, never ~/.cache."""
+    monkeypatch.setenv("TASKSCOUT_HOME", str(tmp_path_factory.mktemp("taskscout-home")))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     """Tiny models gain nothing from threads; one thread keeps timings steady on a busy box."""

@@ -126,7 +126,7 @@ def test_a_version_2_store_is_upgraded_with_unknown_sources(tmp_path: Path):
     )
     con.close()
     with RunStore(root, create=False) as s:
-        assert s.schema_version == SCHEMA_VERSION == 3
+        assert s.schema_version == SCHEMA_VERSION == 4
         assert s.get_task("data")["source"] == ""
         s.check_task_source("data", "/anywhere/data.csv")  # unknown never conflicts
         s.put_task("data", {"type": "classification"}, "fp2", 6, 2, source="/a/data.csv")

@@ -99,6 +99,17 @@ StoreOpt = Annotated[Path, typer.Option("--store", help="Run store directory.")]
 PoolOpt = Annotated[
     Path, typer.Option("--store", "--pool", help="Run store directory (the pool of sources).")
 ]
+StandardPoolOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        "--pool",
+        help="Run store directory (the pool of sources). Default: the standard pool shipped "
+        "with taskscout (see `taskscout pool info`), used through a per-user copy under "
+        "$TASKSCOUT_HOME (default ~/.cache/taskscout).",
+        show_default=False,
+    ),
+]
 TuneMethodOpt = Annotated[
     TuneMethod,
     typer.Option(

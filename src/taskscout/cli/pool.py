@@ -39,7 +39,13 @@ from taskscout.cli.common import (
     print_frame,
 )
 from taskscout.data import load_task
-from taskscout.pools import build_pool, export_adapter, import_adapter, pool_info
+from taskscout.pools import (
+    build_pool,
+    export_adapter,
+    import_adapter,
+    pool_info,
+    standard_pool_summary,
+)
 from taskscout.store import RunStore
 from taskscout.tuning.config import TuneConfig
 
@@ -111,9 +117,46 @@ def build(
 
 
 @app.command("info")
-def info(store: PoolOpt = Path("runs"), as_json: JsonOpt = False) -> None:
+def info(
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            "--pool",
+            help="Run store directory. Default: describe the standard pool shipped with "
+            "taskscout (the pool `rank` uses without --pool).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """One row per (task, method) entry of the pool: its run, origin (tuned | imported),
-    training size, dev scores and stored embeddings."""
+    training size, dev scores and stored embeddings. Without --pool: the standard pool's tasks
+    (type, family, size, early dev scores, licence), methods, recipe, backbone and size."""
+    if store is None:
+        with guard():
+            summary = standard_pool_summary()
+        if as_json:
+            out.print_json(json.dumps(summary))
+            return
+        rows = summary.pop("tasks")
+        excluded = summary.pop("excluded")
+        recipe = ", ".join(f"{k}={v}" for k, v in summary["recipe"].items() if v is not None)
+        err.print(
+            f"standard pool {summary['version']}: {len(rows)} tasks x "
+            f"{', '.join(summary['methods'])} on {summary['backbone']['id']} "
+            f"(weights sha256 {summary['backbone']['sha256'][:16]}...), "
+            f"{summary['size_bytes'] / 1e6:.1f} MB\n"
+            f"  recipe: {recipe}\n"
+            f"  built {summary['build_date']} on {summary['device']} by {summary['command']} "
+            f"(taskscout {summary['taskscout_commit'][:10]})\n"
+            f"  packaged in {summary['folder']}; rank uses the copy {summary['copy']}\n"
+            f"  not shipped (licence): {', '.join(f'{t} ({r})' for t, r in excluded.items())}"
+        )
+        print_frame(
+            pd.DataFrame(rows), as_json=False, csv=None, title="standard pool", floats="{:.1f}"
+        )
+        return
     with guard():
         rows = pool_info(open_store(store))
     df = pd.DataFrame(rows)

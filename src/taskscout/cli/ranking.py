@@ -32,9 +32,9 @@ from taskscout.cli.common import (
     MetricOpt,
     NameOpt,
     NoProgressOpt,
-    PoolOpt,
     PositiveLabelOpt,
     SeedOpt,
+    StandardPoolOpt,
     TagsColOpt,
     TextColOpt,
     TextPairColOpt,
@@ -52,6 +52,7 @@ from taskscout.cli.common import (
     print_frame,
 )
 from taskscout.cli.report import ReportOpt, check_report_path, rank_report
+from taskscout.pools import standard_store
 from taskscout.store import RunStore
 
 PREDICTOR_HELP = (
@@ -68,10 +69,11 @@ def rank(
         str,
         typer.Argument(
             help="Target: a task with a run in the store, a catalog task, hf:<name>, or a data "
-            "file/folder (with --type and columns). Tuned first if the store has no run of it."
+            "file/folder (with --type and columns). Tuned first if the store has no run of it "
+            "(into the standard pool's copy with the pool's recipe when no --pool is given)."
         ),
     ],
-    store: PoolOpt = Path("runs"),
+    store: StandardPoolOpt = None,
     predictor: Annotated[str, typer.Option("--predictor", help=PREDICTOR_HELP)] = "gain-model",
     method: MethodOpt = "lora",
     checkpoint: CheckpointOpt = "early",
@@ -122,11 +124,14 @@ def rank(
 ) -> None:
     """Rank the store's source tasks for TARGET (default: gain-model, the predicted gain in
     percent of the no-transfer score with its 90% interval and a likely-harmful flag): table of
-    source, score, low, high, likely_harmful, rank, num_train, family (or --json / --csv)."""
+    source, score, low, high, likely_harmful, rank, num_train, family (or --json / --csv).
+    Without --pool: the standard pool shipped with taskscout (all-MiniLM-L6-v2 backbone;
+    the target is tuned with the pool's recipe unless tuning options say otherwise)."""
     check_epochs(epochs, early_epochs)
     with guard():
         check_report_path(report)
-        db = RunStore(store) if tune_target else open_store(store)
+        # no --pool: api.rank opens the standard pool's copy
+        db = None if store is None else RunStore(store) if tune_target else open_store(store)
         df = api.rank(
             target,
             store=db,
@@ -177,7 +182,7 @@ def rank(
                 df,
                 target=target,
                 predictor=label,
-                db=db,
+                db=standard_store() if db is None else db,
                 backbone=backbone,
                 checkpoint=checkpoint,
                 method=method,
@@ -187,7 +192,7 @@ def rank(
 
 def predict(
     targets: Annotated[str, typer.Option("--targets", help="Comma-separated target tasks.")],
-    store: PoolOpt = Path("runs"),
+    store: StandardPoolOpt = None,
     predictors: Annotated[
         str, typer.Option("--predictors", help="Comma-separated predictor names, or 'all'.")
     ] = "all",
@@ -208,10 +213,10 @@ def predict(
     threads: ThreadsOpt = None,
 ) -> None:
     """Score every source for several targets with several predictors (long-form CSV:
-    target,source,predictor,score), ready for `taskscout evaluate --scores`. Reads the store;
-    never tunes."""
+    target,source,predictor,score), ready for `taskscout evaluate --scores`. Reads the store
+    (default: the standard pool shipped with taskscout); never tunes."""
     with guard():
-        db = open_store(store)
+        db = None if store is None else open_store(store)
         frame, skipped = api.predict(
             csv_list(targets),
             store=db,

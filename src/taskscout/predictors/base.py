@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from taskscout.backbone import resolve_backbone
-from taskscout.data import TaskData, load_task
+from taskscout.data import TaskData, demo_data_dir, load_task, resolve_data_dir
 from taskscout.embeddings.pool import pool_embeddings
 from taskscout.embeddings.similarity import (
     IncompatibleEmbeddingError,
@@ -167,6 +167,14 @@ class Pool:
                 data = TaskData(data.spec, data.train[:max_train], data.dev, source=data.source)
             return data
         return load_task(task, data_dir=self.data_dir, max_train=max_train, seed=0)
+
+    def has_task_data(self, task: str) -> bool:
+        """True when ``task``'s own data is at hand: given in ``tasks``, or a data folder is set
+        (``data_dir`` or $TASKSCOUT_DATA_DIR). Without either, a catalog name would load the
+        bundled demo suite, which is not the data a shipped pool was built from."""
+        if task in self.tasks:
+            return True
+        return resolve_data_dir(self.data_dir) != demo_data_dir()
 
     def backbone_location(self) -> str | None:
         """The argument that reloads this pool's backbone (from any of its runs)."""

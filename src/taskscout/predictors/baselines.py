@@ -229,10 +229,32 @@ class TextEmbPredictor:
     name: str = "textemb"
     reads = Reads(task_data=True)
 
+    #: The ``kind`` of the task vectors this predictor stores and reads.
+    KIND = "textemb"
+
+    def settings(self) -> dict:
+        """What a stored vector must have been computed with to be used (the batch size
+        changes nothing but float rounding and is not part of it)."""
+        return {"max_examples": self.max_examples, "max_len": self.max_len, "seed": 0}
+
     def vector(self, pool: Pool, task: str) -> torch.Tensor:
+        """The (H,) mean text embedding of ``task``: from ``vectors``; else, when the task's
+        data is not at hand (:meth:`Pool.has_task_data`), the vector stored in the pool with
+        these settings (:meth:`store_vector`); else computed from the task's data."""
         if task in self.vectors:
             return self.vectors[task]
+        if not pool.has_task_data(task):
+            stored = pool.store.load_task_vector(
+                task=task, backbone=pool.backbone, kind=self.KIND, settings=self.settings()
+            )
+            if stored is not None:
+                return stored
         data = pool.task_data(task, max_train=self.max_examples)
+        return self.compute(pool, data)
+
+    def compute(self, pool: Pool, data) -> torch.Tensor:
+        """The mean text embedding of ``data`` (its first ``max_examples`` training rows) under
+        the pool's backbone; memoised by (backbone, data fingerprint, settings)."""
         key = (pool.backbone, data.fingerprint(), self.max_examples, self.max_len)
         if key not in _TEXTEMB_CACHE:
             _, tokenizer, encoder = load_backbone(pool.backbone_location())
@@ -241,6 +263,21 @@ class TextEmbPredictor:
                 texts, tokenizer, encoder, self.batch_size, self.max_len
             )
         return _TEXTEMB_CACHE[key]
+
+    def store_vector(self, pool: Pool, task: str) -> torch.Tensor:
+        """Computes ``task``'s vector from its data (``pool.tasks`` or ``data_dir``) and stores
+        it in the pool's store, so rankings without the data can use it. Returns it."""
+        data = pool.task_data(task, max_train=self.max_examples)
+        vec = self.compute(pool, data)
+        pool.store.save_task_vector(
+            task=task,
+            backbone=pool.backbone,
+            kind=self.KIND,
+            settings=self.settings(),
+            fingerprint=data.fingerprint(),
+            tensor=vec,
+        )
+        return vec
 
     def score(self, target: str, sources: list[str], pool: Pool) -> Scores:
         names = check_sources(target, sources)

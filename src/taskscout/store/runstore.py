@@ -7,6 +7,7 @@ Layout::
     <root>/tensors/<run_id>-<kind>.safetensors       trainable parameters of one checkpoint
     <root>/tensors/emb-<embedding_id>.safetensors    one task embedding (tensor key "embedding")
     <root>/tensors/xfer-<transfer_id>.safetensors    a measured transfer's kept tuned state
+    <root>/tensors/vec-<vector_id>.safetensors       a per-task statistic (e.g. text embedding)
 
 Guarantees:
 
@@ -707,7 +708,108 @@ class RunStore:
         sql += " ORDER BY task, backbone, method, checkpoint, layer_reduce, run_id"
         return [self._embedding_from_row(r) for r in self.conn.execute(sql, args).fetchall()]
 
+    # -- per-task vectors (statistics of a task's data) --------------------------------------
+
+    def save_task_vector(
+        self,
+        *,
+        task: str,
+        backbone: str,
+        kind: str,
+        settings: dict,
+        fingerprint: str,
+        tensor: torch.Tensor,
+    ) -> None:
+        """Stores one statistic of task ``task``'s data on ``backbone`` (``kind``, e.g.
+        ``textemb``; ``settings``: how it was computed; ``fingerprint``: of the data it was
+        computed from). Replaces a stored vector of the same (task, backbone, kind, settings).
+        The task must have a task record (:meth:`put_task`)."""
+        if not isinstance(tensor, torch.Tensor):
+            raise StoreError(
+                f"run store {self.root}: a task vector must be a torch.Tensor, "
+                f"got {type(tensor).__name__}"
+            )
+        key = {"task": task, "backbone": backbone, "kind": kind, "settings": settings}
+        vec_id = self.config_hash(key)
+        name = f"vec-{vec_id}.safetensors"
+        with write_transaction(self.conn) as conn:
+            if conn.execute("SELECT 1 FROM tasks WHERE name = ?", (task,)).fetchone() is None:
+                raise StoreError(f"run store {self.root}: no task {task!r} to store a vector of")
+            t = prepare_tensors({EMBEDDING_KEY: tensor}, f"{kind} vector of task {task!r}")
+            meta = {"vector_id": vec_id, "task": task, "kind": kind}
+            digest = write_tensor_file(self.tensor_dir, name, t, meta)
+            conn.execute("DELETE FROM task_vectors WHERE vector_id = ?", (vec_id,))
+            conn.execute(
+                "INSERT INTO task_vectors (vector_id, task, backbone, kind, settings, "
+                "fingerprint, shape, file, sha256, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    vec_id,
+                    task,
+                    backbone,
+                    kind,
+                    canonical_json(settings),
+                    str(fingerprint),
+                    canonical_json(list(t[EMBEDDING_KEY].shape)),
+                    f"{TENSOR_DIR}/{name}",
+                    digest,
+                    utc_now(),
+                ),
+            )
+
+    def load_task_vector(
+        self, *, task: str, backbone: str, kind: str, settings: dict
+    ) -> torch.Tensor | None:
+        """The stored ``kind`` vector of ``task`` on ``backbone`` computed with exactly
+        ``settings`` (sha256-verified), or None if there is none."""
+        row = self.conn.execute(
+            "SELECT file, sha256 FROM task_vectors WHERE task = ? AND backbone = ? AND kind = ? "
+            "AND settings = ?",
+            (task, backbone, kind, canonical_json(settings)),
+        ).fetchone()
+        if row is None:
+            return None
+        how = (
+            f"Recompute it from the task's data (give --data-dir) or restore the store {self.root}."
+        )
+        path = self.root / row["file"]
+        tensors = decode_tensors(read_verified(path, row["sha256"], how), path, how)
+        return tensors[EMBEDDING_KEY]
+
+    def task_vector_kinds(self) -> dict[str, int]:
+        """kind -> how many task vectors of it the store holds."""
+        rows = self.conn.execute("SELECT kind, COUNT(*) FROM task_vectors GROUP BY kind")
+        return {kind: int(n) for kind, n in rows.fetchall()}
+
     # -- deletion / cleanup ------------------------------------------------------------------
+
+    def delete_task(self, name: str) -> None:
+        """Removes task ``name``'s record and its task vectors (rows, then files). Refused with
+        :class:`StoreError` while the store holds runs or transfers of it (delete those first);
+        an unknown name is a no-op."""
+        with write_transaction(self.conn) as conn:
+            runs = conn.execute("SELECT COUNT(*) FROM runs WHERE task = ?", (name,)).fetchone()[0]
+            xfers = conn.execute(
+                "SELECT COUNT(*) FROM transfers WHERE target = ? OR source_task = ?", (name, name)
+            ).fetchone()[0]
+            if runs or xfers:
+                raise StoreError(
+                    f"run store {self.root}: task {name!r} still has {runs} run(s) and {xfers} "
+                    "transfer(s); delete them first"
+                )
+            files = [
+                r[0] for r in conn.execute("SELECT file FROM task_vectors WHERE task = ?", (name,))
+            ]
+            conn.execute("DELETE FROM task_vectors WHERE task = ?", (name,))
+            conn.execute("DELETE FROM tasks WHERE name = ?", (name,))
+        for rel in files:
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / rel).unlink()
+
+    def compact(self) -> None:
+        """Rewrites ``store.sqlite`` without free pages (``VACUUM``), e.g. after deletions
+        before a store is shipped. Takes the write lock for its duration."""
+        self.conn.execute("VACUUM")
 
     def delete_run(self, run_id: str) -> None:
         """Removes a run, its checkpoints and embeddings (rows, then files). Unknown id: no-op."""
@@ -739,6 +841,7 @@ class RunStore:
                 (self.root / r[0]).resolve()
                 for r in conn.execute(
                     "SELECT file FROM checkpoints UNION SELECT file FROM embeddings "
+                    "UNION SELECT file FROM task_vectors "
                     "UNION SELECT file FROM transfers WHERE file IS NOT NULL"
                 )
             }

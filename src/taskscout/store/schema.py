@@ -19,7 +19,7 @@ from taskscout.store.errors import StoreError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "check_store_file", "migrate", "read_schema_version"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMA_V1 = (
@@ -134,8 +134,34 @@ _SCHEMA_V2 = (
 # before v3), which never conflicts with any source.
 _SCHEMA_V3 = ("ALTER TABLE tasks ADD COLUMN source TEXT NOT NULL DEFAULT ''",)
 
+# v4: per-task statistics computed from a task's data (e.g. the frozen backbone's mean text
+# embedding), so a pool can be used without the sources' data. One tensor file per row; the
+# settings (JSON) and the data fingerprint say how and from what it was computed.
+_SCHEMA_V4 = (
+    """
+    CREATE TABLE task_vectors (
+        vector_id   TEXT PRIMARY KEY,
+        task        TEXT NOT NULL,
+        backbone    TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        settings    TEXT NOT NULL,          -- JSON object
+        fingerprint TEXT NOT NULL,          -- of the data it was computed from
+        shape       TEXT NOT NULL,          -- JSON list
+        file        TEXT NOT NULL UNIQUE,
+        sha256      TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        UNIQUE (task, backbone, kind, settings)
+    )
+    """,
+)
+
 # version -> statements that bring a store from version-1 to version. Append, never edit.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: _SCHEMA_V1,
+    2: _SCHEMA_V2,
+    3: _SCHEMA_V3,
+    4: _SCHEMA_V4,
+}
 
 
 def _not_a_store(db_path: Path, why: str) -> StoreError:
