@@ -209,14 +209,23 @@ def test_gc_removes_only_unreferenced_files(pool):
 
 def test_demo_ranks_the_bundled_sources(tmp_path, tiny_backbone):
     store = tmp_path / "demo"
-    args = ["demo", "--store", store, "--backbone", tiny_backbone, "--epochs", 1]
-    res = invoke(*args, "--max-train", 8, "--max-dev", 4, "--threads", 1, "--no-progress")
+    args = ["demo", "--sources", "bundled", "--store", store, "--backbone", tiny_backbone]
+    res = invoke(*args, "--epochs", 1, "--max-train", 8, "--max-dev", 4, "--threads", 1)
     assert res.exit_code == 0, res.output
     assert "Sources ranked for mnli" in res.stdout and "time per task" in res.stdout
     with RunStore(store, create=False) as db:
         assert {r.task for r in db.find_runs()} == {
             "snli", "qnli", "boolq", "sms_spam", "copa", "mnli"
         }  # fmt: skip
+
+
+def test_demo_on_the_standard_pool_refuses_bundled_only_options(tmp_path, tiny_backbone):
+    store = tmp_path / "demo"
+    res = invoke("demo", "--backbone", tiny_backbone, "--threads", 1, "--no-progress")
+    assert res.exit_code == 2 and "--sources bundled" in flat(res.stderr)
+    res = invoke("demo", "--store", store, "--threads", 1, "--no-progress")
+    assert res.exit_code == 2 and "--sources bundled" in flat(res.stderr)
+    assert not store.exists()
 
 
 def test_affinity_fit_rejects_a_bad_out_before_work(tmp_path):

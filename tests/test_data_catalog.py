@@ -87,7 +87,8 @@ def test_env_var_selects_the_catalog(monkeypatch, toy_dir):
     assert list(load_catalog()) == ["toy"]
     task = load_task("toy")
     assert task.train == TOY_TRAIN and task.dev == TOY_DEV
-    assert task.source == f"catalog:{toy_dir}"
+    assert task.source == load_task("toy", data_dir=toy_dir).source  # the env var's catalog
+    assert task.source.startswith("catalog:toy@")
     assert task.spec.labels == ("negative", "positive")  # catalog order, not sorted train labels
 
 

@@ -62,9 +62,34 @@ def test_unknown_task_has_no_conflict(store: RunStore):
 def test_source_survives_reopening(tmp_path: Path):
     root = tmp_path / "s"
     with RunStore(root) as s:
-        s.put_task("data", SPEC, "fp1", 10, 5, source="catalog:/pools/demo")
+        s.put_task("data", SPEC, "fp1", 10, 5, source="catalog:data@0123456789abcdef")
     with RunStore(root, create=False) as s, pytest.raises(StoreError, match="another name"):
         s.check_task_source("data", "/home/me/data")
+
+
+def test_a_catalog_source_recorded_by_its_path_is_unknown_data(store: RunStore):
+    """Stores written before catalog sources named their content recorded the catalog's path,
+    which says nothing about the data: such a source never conflicts, either way round."""
+    store.put_task("rte", SPEC, "fp1", 10, 5, source="catalog:/tmp/data/shared/data")
+    store.check_task_source("rte", "catalog:rte@0123456789abcdef")
+    store.put_task("rte", SPEC, "fp1", 10, 5, source="catalog:rte@0123456789abcdef")
+    store.check_task_source("rte", "catalog:/elsewhere/shared/data")
+    with pytest.raises(StoreError, match="another name"):
+        store.check_task_source("rte", "catalog:rte@fedcba9876543210")
+
+
+def test_catalog_source_names_the_content_not_the_folder(tmp_path: Path):
+    import shutil
+
+    from taskscout.data import demo_data_dir, load_task
+
+    copy = tmp_path / "copy"
+    shutil.copytree(demo_data_dir(), copy)
+    here, there = load_task("copa", data_dir=demo_data_dir()), load_task("copa", data_dir=copy)
+    assert here.source == there.source and here.source.startswith("catalog:copa@")
+    lines = (copy / "copa" / "dev.jsonl").read_text().splitlines()
+    (copy / "copa" / "dev.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    assert load_task("copa", data_dir=copy).source != here.source
 
 
 def test_backbones_lists_those_with_complete_runs(store: RunStore):

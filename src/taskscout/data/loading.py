@@ -9,6 +9,7 @@ and samples drawn by :mod:`taskscout.data.sampling`.
 from __future__ import annotations
 
 import difflib
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -313,7 +314,18 @@ def _load_catalog_task(task: str, *, data_dir, type_, name, metric, positive_lab
             family=spec.family,
             title=spec.title,
         )
-    return spec, train, dev, f"catalog:{root}"
+    return spec, train, dev, catalog_source(root, task)
+
+
+def catalog_source(root: Path, task: str) -> str:
+    """The data source of catalog task ``task`` under ``root``: ``catalog:<task>@<digest>``,
+    the digest being a sha256 of its train and dev files' bytes (16 hex characters). It names
+    the data, not where it lies: the same catalog copied elsewhere (another machine, a GPU
+    lease) is the same source, and a different data set under the same name is not."""
+    digest = hashlib.sha256()
+    for split in ("train.jsonl", "dev.jsonl"):
+        digest.update((root / task / split).read_bytes())
+    return f"catalog:{task}@{digest.hexdigest()[:16]}"
 
 
 def load_task(

@@ -102,6 +102,11 @@ def initialise_store(root: Path, db_path: Path) -> None:
                 Path(f"{tmp}{suffix}").unlink()
 
 
+#: how catalog sources began before they named their content (``catalog:<absolute path>``);
+#: such a source says nothing about the data, so it never conflicts (see ``check_task_source``)
+LEGACY_CATALOG_SOURCE = "catalog:/"
+
+
 class RunStore:
     """Tuning runs, their checkpoints, task embeddings and task records under one directory.
 
@@ -192,6 +197,8 @@ class RunStore:
         row = conn.execute("SELECT source FROM tasks WHERE name = ?", (name,)).fetchone()
         if row is None or not row["source"] or row["source"] == source:
             return None
+        if LEGACY_CATALOG_SOURCE in (row["source"][:9], source[:9]):
+            return None  # a catalog recorded by its path (before content ids): unknown data
         return (
             f"run store {self.root}: task {name!r} is already stored from {row['source']!r}; "
             f"this data comes from {source!r}. Two data sets cannot share a task name: give "
@@ -201,7 +208,8 @@ class RunStore:
     def check_task_source(self, name: str, source: str) -> None:
         """Raises :class:`StoreError` if the store holds task ``name`` from a different data
         source than ``source`` (``TaskData.source``). An empty source on either side means
-        "unknown" and never conflicts. Reads only."""
+        "unknown" and never conflicts, nor does a catalog source recorded by its path
+        (``catalog:/...``, before catalog sources named their content). Reads only."""
         problem = self._source_conflict(self.conn, name, source)
         if problem:
             raise StoreError(problem)
