@@ -4,7 +4,6 @@
     run = taskscout.tune("sst2", method="lora", store="runs", max_train=2000)
     emb = taskscout.embed("sst2", method="lora", checkpoint="early", store="runs")
     table = taskscout.rank("rte", pool="runs", method="lora")      # pandas DataFrame
-    table = taskscout.rank("my_data.csv", type="classification")   # the standard pool
 
 Calls are idempotent (a stored run is not trained again); they check their arguments before
 any work and wire the layers below (tuning, embeddings, predictors, affinity).
@@ -20,7 +19,7 @@ from taskscout import affinity  # noqa: F401  (registers the ``affinity`` predic
 from taskscout.backbone import resolve_backbone
 from taskscout.data import TaskData
 from taskscout.embeddings.task_embedding import TaskEmbedding, embedding_of_run, stored_run
-from taskscout.pools import check_standard_backbone, standard_recipe, standard_store
+from taskscout.pools import open_pool, pool_defaults
 from taskscout.predictors import Pool, get_predictor
 from taskscout.predictors.ranking import (
     TASK_OPTIONS,
@@ -135,29 +134,22 @@ def rank(
     family`` by descending score (rank 1 = most helpful). The default ``gain-model`` scores the
     predicted gain (percent of the no-transfer score), adds ``low``, ``high`` (90 % interval),
     ``likely_harmful``, and names its features in ``table.attrs``; affinity adds ``std``.
-
-    ``target``: a task with runs in the pool, a catalog task, ``hf:<dataset>`` or a data
-    file/folder (task options ``type``, ``text_col``, ...). The pool: ``store=`` (alias
-    ``pool=``), or without either the standard pool shipped with taskscout
-    (:mod:`taskscout.pools.standard`; ranked in its per-user copy under $TASKSCOUT_HOME, on its
-    backbone only, with its tuning recipe as the default tuning options). Runs of the methods
-    the predictor reads (:attr:`Predictor.reads`) that the pool lacks are tuned first with the
-    tuning ``options``; ``tune_target=False`` makes that an error.
-    Everything is checked before any tuning. ``predictor``: ``gain-model`` (alias
-    ``default``), ``tupate`` (cosine of ``method`` TuPaTE vectors) or any name of
-    :data:`taskscout.predictors.PREDICTORS`; ``scorer``: a fitted
-    affinity scorer's folder. Other backbones, methods or shapes are refused, never compared.
-    """
+    The pool: ``store=`` (alias ``pool=``); default the standard pool (its backbone only, its
+    recipe as default tuning options; :mod:`taskscout.pools.standard`). ``target``: a task with
+    runs in the pool, a catalog task, ``hf:<dataset>`` or a data file/folder (task options
+    ``type``, ``text_col``, ...). Runs of the methods the predictor reads that the pool lacks
+    are tuned first with the tuning ``options``; ``tune_target=False`` makes that an error.
+    Everything is checked before any tuning. ``predictor``: ``gain-model`` (alias ``default``),
+    ``tupate`` (cosine of ``method`` TuPaTE vectors) or any name of :data:`taskscout.predictors.
+    PREDICTORS`; ``scorer``: a fitted affinity scorer's folder. Other backbones, methods or
+    shapes are refused, never compared."""
     task_options, tuning = split_options(options)
     name = f"tupate-{method}" if predictor == "tupate" else predictor
     scorer_obj = get_predictor(name, **({"scorer": scorer} if scorer is not None else {}))
-    standard = store is None and pool is None
-    if standard:  # the shipped pool: its backbone, its recipe unless the user says otherwise
-        check_standard_backbone(backbone)
-        tuning = {**standard_recipe(), **{k: v for k, v in tuning.items() if v is not None}}
+    tuning = {**pool_defaults(store, pool, backbone), **tuning}  # the user's options win
     config = TuneConfig.from_options(method=method, backbone=backbone, data_dir=data_dir, **tuning)
     pool_obj = Pool(
-        standard_store() if standard else open_store(store, pool, create=tune_target),
+        open_pool(store, pool, create=tune_target),
         resolve_backbone(backbone).backbone_id,
         checkpoint=checkpoint,
         layer_reduce=get_method(method).embedding_reduce(layer_reduce),
@@ -200,13 +192,11 @@ def predict(
     """Long-form scores ``target, source, predictor, score`` (what ``taskscout evaluate``
     reads) for several stored targets and predictors, and the skipped predictors' reasons.
 
-    ``store``: the pool (default: the standard pool's per-user copy, see :func:`rank`).
-    Sources default to every other task with a run on this backbone. ``predictors="all"``
-    tries every registered predictor and skips those the pool cannot serve (no prefix runs,
-    no task data for textemb, ...); named predictors that fail raise. ``predictor_options``:
-    constructor keywords by predictor name (``{"logme": {"max_examples": 200}}``); ``tasks``:
-    loaded task data by name, used instead of loading from ``data_dir``; ``progress``: a bar.
-    """
+    ``store``: the pool (default: the standard pool). Sources: every other task with a run on
+    this backbone. ``predictors="all"`` tries every registered predictor, skipping those the
+    pool cannot serve (no prefix runs, ...); named predictors that fail raise.
+    ``predictor_options``: constructor keywords by predictor name (``{"logme": {"max_examples":
+    200}}``); ``tasks``: task data by name, used instead of ``data_dir``; ``progress``: a bar."""
     del device  # accepted for symmetry: predictors compute on the CPU today
     if threads is not None:
         set_torch_threads(threads)
@@ -217,10 +207,8 @@ def predict(
     )
     for name in names or []:
         get_predictor(name, **(predictor_options or {}).get(name, {}))  # unknown: error now
-    if store is None:
-        check_standard_backbone(backbone)
     pool = Pool(
-        standard_store() if store is None else open_store(store, create=False),
+        open_pool(store, create=False, backbone=backbone),
         resolve_backbone(backbone).backbone_id,
         checkpoint=checkpoint,
         data_dir=data_dir,

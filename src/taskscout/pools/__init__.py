@@ -15,6 +15,8 @@ from taskscout.pools.info import pool_info
 from taskscout.pools.standard import (
     StandardPoolError,
     check_standard_backbone,
+    open_pool,
+    pool_defaults,
     standard_pool_dir,
     standard_pool_summary,
     standard_provenance,
@@ -29,6 +31,8 @@ __all__ = [
     "check_standard_backbone",
     "export_adapter",
     "import_adapter",
+    "open_pool",
+    "pool_defaults",
     "pool_info",
     "standard_pool_dir",
     "standard_pool_summary",

@@ -27,12 +27,14 @@ from importlib import resources
 from pathlib import Path
 
 from taskscout.backbone import resolve_backbone
-from taskscout.store import RunStore, StoreError
+from taskscout.store import RunStore, Store, StoreError, open_store
 
 __all__ = [
     "HOME_ENV",
     "StandardPoolError",
     "check_standard_backbone",
+    "open_pool",
+    "pool_defaults",
     "standard_pool_dir",
     "standard_pool_summary",
     "standard_provenance",
@@ -158,6 +160,34 @@ def standard_store(home: str | os.PathLike | None = None) -> RunStore:
             with contextlib.suppress(OSError):
                 shutil.rmtree(tmp)
     return RunStore(dest)
+
+
+def pool_defaults(
+    store: Store | None, pool: Store | None, backbone: str | os.PathLike | None
+) -> dict:
+    """The default tuning options for a target ranked against the pool given as ``store=`` /
+    ``pool=``: none for a pool the caller names; without either (the standard pool), its
+    recipe, after checking that ``backbone`` is the pool's (:class:`StandardPoolError`)."""
+    if store is not None or pool is not None:
+        return {}
+    check_standard_backbone(backbone)
+    return standard_recipe()
+
+
+def open_pool(
+    store: Store | None,
+    pool: Store | None = None,
+    *,
+    create: bool = True,
+    backbone: str | os.PathLike | None = None,
+) -> RunStore:
+    """The pool given as ``store=`` / ``pool=`` (:func:`~taskscout.store.open_store`, exactly as
+    before), or without either the standard pool's per-user copy (:func:`standard_store`), after
+    checking that ``backbone`` is the standard pool's (:func:`check_standard_backbone`)."""
+    if store is None and pool is None:
+        check_standard_backbone(backbone)
+        return standard_store()
+    return open_store(store, pool, create=create)
 
 
 def standard_pool_summary() -> dict:
