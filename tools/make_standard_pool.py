@@ -166,13 +166,47 @@ def licences_md(catalog: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def record_sources(db: RunStore, data_dir: Path) -> None:
+    """Record each task's data source by content (``catalog:<task>@<digest>``, see
+    :func:`taskscout.data.loading.catalog_source`): a pool built elsewhere carries the path its
+    catalog had there. The data, loaded as the runs loaded it, must give the stored
+    fingerprint."""
+    for info in db.list_tasks():
+        data = RECIPE.replace(data_dir=str(data_dir)).load(info["name"], 0)
+        if data.fingerprint() != info["fingerprint"]:
+            sys.exit(f"{info['name']}: {data_dir} does not hold the data the pool was tuned on")
+        db.put_task(
+            info["name"], info["spec"], info["fingerprint"], info["num_train"],
+            info["num_dev"], source=data.source,
+        )  # fmt: skip
+
+
+def update_sources(folder: Path, data_dir: Path) -> None:
+    """``--sources-only``: re-record the task sources of an already made pool folder in place
+    and refresh the file hashes of its ``provenance.json``."""
+    with RunStore(folder, create=False) as db:
+        record_sources(db, data_dir)
+        db.compact()
+    prov = json.loads((folder / "provenance.json").read_text())
+    prov["files"] = {f: sha256_file(folder / f) for f in prov["files"]}
+    prov["size_bytes"] = sum((folder / f).stat().st_size for f in prov["files"])
+    (folder / "provenance.json").write_text(json.dumps(prov, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("pool", nargs="?", default="/work/gpu1/pool", help="built pool store folder")
     ap.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(REPO / "src" / "taskscout" / "pools" / "standard"))
+    ap.add_argument(
+        "--sources-only", action="store_true", help="re-record the task sources of --out only"
+    )
     args = ap.parse_args(argv)
     data_dir, out = Path(args.data_dir), Path(args.out)
+    if args.sources_only:
+        update_sources(out, data_dir)
+        print(f"re-recorded the task sources of {out}")
+        return
     catalog = {e["name"]: e for e in json.loads((data_dir / "catalog.json").read_text())}
     if set(catalog) != set(LICENCES):
         sys.exit(f"catalog and licence list differ: {sorted(set(catalog) ^ set(LICENCES))}")
@@ -192,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
                 if task["name"] not in allowed:
                     db.delete_task(task["name"])
             db.gc()
+            record_sources(db, data_dir)
             check_recipe(db, backbone)
             missing = [
                 (t, m)
