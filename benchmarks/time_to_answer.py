@@ -86,7 +86,7 @@ def main() -> None:
         "max_train": recipe.get("max_train"),
         "sources": len(table),
         "predictor": args.predictor,
-        "features": table.attrs.get("features"),
+        "features": table.attrs.get("features_used"),
         "recipe": recipe,
         "epochs_at_2000": config.epochs_for(2000),
         "backbone": backbone,
