@@ -195,6 +195,7 @@ def test_task_vectors_stand_in_for_missing_source_data(tmp_path, tiny_backbone, 
     )
     without_data = Pool(db, backbone)
     assert torch.equal(textemb.vector(without_data, "snli"), vec)
+    assert torch.equal(textemb.vector(with_data, "snli"), vec)  # stored wins: no recomputing
     other_settings = TextEmbPredictor(max_examples=12)
     assert (
         db.load_task_vector(

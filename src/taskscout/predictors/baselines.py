@@ -238,17 +238,17 @@ class TextEmbPredictor:
         return {"max_examples": self.max_examples, "max_len": self.max_len, "seed": 0}
 
     def vector(self, pool: Pool, task: str) -> torch.Tensor:
-        """The (H,) mean text embedding of ``task``: from ``vectors``; else, when the task's
-        data is not at hand (:meth:`Pool.has_task_data`), the vector stored in the pool with
-        these settings (:meth:`store_vector`); else computed from the task's data."""
+        """The (H,) mean text embedding of ``task``: from ``vectors``; else the vector stored in
+        the pool with these settings (:meth:`store_vector`: computed from the data the pool's
+        runs of the task were tuned on, so it describes that task even where a data folder at
+        hand holds something else under its name); else computed from the task's data."""
         if task in self.vectors:
             return self.vectors[task]
-        if not pool.has_task_data(task):
-            stored = pool.store.load_task_vector(
-                task=task, backbone=pool.backbone, kind=self.KIND, settings=self.settings()
-            )
-            if stored is not None:
-                return stored
+        stored = pool.store.load_task_vector(
+            task=task, backbone=pool.backbone, kind=self.KIND, settings=self.settings()
+        )
+        if stored is not None:
+            return stored
         data = pool.task_data(task, max_train=self.max_examples)
         return self.compute(pool, data)
 
