@@ -44,6 +44,8 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every draw and fit
 def _inputs(
     store, gold, taskweb_dir, setting, backbone, data_dir, no_progress, seed, device, threads
 ):
+    if threads is not None:  # every step of the study (fits too), not only the re-tunes
+        set_torch_threads(threads)
     with store_copy(store) as copy:  # opening a store may touch it: read a copy
         db = RunStore(copy, create=False)
         tasks = db.task_names(backbone=resolve_backbone(backbone).backbone_id)
@@ -99,8 +101,6 @@ def tupate(
     all-class sources, limited vs full source data; beside random, datasize and the source
     prior with 90 % bootstrap intervals over targets."""
     with guard():
-        if threads is not None:  # every step of the study (fits too), not only the re-tunes
-            set_torch_threads(threads)
         inp = _inputs(
             store,
             gold,
@@ -176,8 +176,6 @@ def feng(
             raise ValueError(f"--betas must be > 0, got {betas!r}")
         sizes = _csv_ints(low_resource, "--low-resource") if low_resource.strip() else ()
         targets = tuple(t.strip() for t in low_targets.split(",")) if low_targets else None
-        if threads is not None:  # every step of the study (fits too), not only the re-tunes
-            set_torch_threads(threads)
         inp = _inputs(
             store,
             gold,
