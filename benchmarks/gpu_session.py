@@ -36,6 +36,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from taskscout.tuning.config import RECIPE_MIN_STEPS
+
 TASKWEB12 = [
     "boolq", "cb", "copa", "cosmos_qa", "imdb", "mrpc",
     "qnli", "rotten_tomatoes", "rte", "snli", "stsb", "wic",
@@ -44,7 +46,7 @@ SMALL_TARGETS = ["cb", "copa", "rte", "wic"]
 FULL_TARGETS = ["rte", "cb"]
 RECIPE_TASKS = ["sst2", "trec", "rte", "stsb"]
 RECIPE_SIZES = [250, 500, 2000]
-MIN_STEPS = 180
+MIN_STEPS = RECIPE_MIN_STEPS
 PHASES = {"pool": 4, "lora": 7, "full": 3, "recipe": 2}  # phase -> worker processes
 
 

@@ -40,10 +40,10 @@ from taskscout.backbone import packaged_minilm_dir, resolve_backbone  # noqa: E4
 from taskscout.predictors import Pool  # noqa: E402
 from taskscout.predictors.baselines import TextEmbPredictor  # noqa: E402
 from taskscout.store import RunStore  # noqa: E402
-from taskscout.tuning.config import TuneConfig  # noqa: E402
+from taskscout.tuning.config import RECIPE_MIN_STEPS, TuneConfig  # noqa: E402
 
 #: The recipe the pool was tuned with (benchmarks/gpu_session.py, phase pool); fp32 on a GPU.
-RECIPE = TuneConfig(max_train=2000, max_dev=1000, epochs=3, min_steps=180, bf16=False)
+RECIPE = TuneConfig(max_train=2000, max_dev=1000, epochs=3, min_steps=RECIPE_MIN_STEPS, bf16=False)
 METHODS = ("lora", "bitfit")
 DEVICE = "1x NVIDIA H200 (fp32)"
 BUILD_DATE = "2026-11-30"

@@ -39,6 +39,7 @@ from taskscout.cli.common import (
     fail,
     flag,
     guard,
+    min_steps_option,
     open_store,
     out,
     output_folder,
@@ -57,7 +58,7 @@ from taskscout.transfer.gains import (
 )
 from taskscout.transfer.scheduler import describe_plan, estimate_seconds, plan_matrix, run_matrix
 from taskscout.transfer.verify import verify as run_verify
-from taskscout.tuning.config import TuneConfig, checkpoint_kind
+from taskscout.tuning.config import RECIPE_MIN_STEPS, TuneConfig, checkpoint_kind
 
 TransferMethodOpt = Annotated[
     TuneMethod,
@@ -156,7 +157,7 @@ def transfer(
             help="Step budget: at least this many optimiser updates per run (the recipe; more "
             "epochs for small tasks, at most 50). 0: none.",
         ),
-    ] = 180,
+    ] = RECIPE_MIN_STEPS,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size.")] = 32,
     lr: LrOpt = None,
     max_len: Annotated[int, typer.Option("--max-len", min=8, help="Max tokens per example.")] = 128,
@@ -224,7 +225,7 @@ def transfer(
             max_dev=max_dev,
             epochs=epochs,
             early_epochs=early_epochs,
-            min_steps=min_steps or None,
+            min_steps=min_steps_option(min_steps),
             batch_size=batch_size,
             lr=lr,
             max_len=max_len,
@@ -534,7 +535,7 @@ def verify(
         typer.Option(
             "--min-steps", min=0, help="Step budget of every run (the recipe: 180). 0: none."
         ),
-    ] = 180,
+    ] = RECIPE_MIN_STEPS,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size.")] = 32,
     lr: LrOpt = None,
     device: DeviceOpt = None,
@@ -555,7 +556,7 @@ def verify(
             max_train=max_train,
             max_dev=max_dev,
             epochs=epochs,
-            min_steps=min_steps or None,
+            min_steps=min_steps_option(min_steps),
             batch_size=batch_size,
             lr=lr,
         )

@@ -32,6 +32,9 @@ DEFAULT_EARLY_EPOCHS = 2
 #: With a step budget (``min_steps``) and no ``early_epochs``: the early checkpoint is taken
 #: after this fraction of the epochs (rounded, at least 1), as 2 of 3 epochs are without one.
 EARLY_FRACTION = 2 / 3
+#: The recipe's step budget (``benchmarks/README.md``, recipe.py): 180 updates, i.e. the 3 epochs
+#: of a 2,000-example task, for every smaller task too.
+RECIPE_MIN_STEPS = 180
 #: A step budget never raises the epoch count above this (tiny tasks would loop for ever).
 MAX_BUDGET_EPOCHS = 50
 #: Version of the hashed run-config layout (bump only with a migration of stored ids).
