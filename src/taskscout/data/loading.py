@@ -9,6 +9,7 @@ and samples drawn by :mod:`taskscout.data.sampling`.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -322,10 +323,19 @@ def catalog_source(root: Path, task: str) -> str:
     the digest being a sha256 of its train and dev files' bytes (16 hex characters). It names
     the data, not where it lies: the same catalog copied elsewhere (another machine, a GPU
     lease) is the same source, and a different data set under the same name is not."""
+    files = [root / task / split for split in ("train.jsonl", "dev.jsonl")]
+    stats = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    return f"catalog:{task}@{_files_digest(stats)}"
+
+
+@functools.lru_cache(maxsize=256)
+def _files_digest(stats: tuple[tuple[str, int, int], ...]) -> str:
+    """sha256 (16 hex) of the files' bytes; keyed by (path, mtime, size), so a task loaded again
+    (every run and seed loads it) is not read a second time for its source."""
     digest = hashlib.sha256()
-    for split in ("train.jsonl", "dev.jsonl"):
-        digest.update((root / task / split).read_bytes())
-    return f"catalog:{task}@{digest.hexdigest()[:16]}"
+    for path, _, _ in stats:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def load_task(

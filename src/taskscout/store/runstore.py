@@ -197,7 +197,9 @@ class RunStore:
         row = conn.execute("SELECT source FROM tasks WHERE name = ?", (name,)).fetchone()
         if row is None or not row["source"] or row["source"] == source:
             return None
-        if LEGACY_CATALOG_SOURCE in (row["source"][:9], source[:9]):
+        if row["source"].startswith(LEGACY_CATALOG_SOURCE) or source.startswith(
+            LEGACY_CATALOG_SOURCE
+        ):
             return None  # a catalog recorded by its path (before content ids): unknown data
         return (
             f"run store {self.root}: task {name!r} is already stored from {row['source']!r}; "
