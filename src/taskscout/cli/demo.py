@@ -42,6 +42,7 @@ from taskscout.data import DEMO_SOURCES, DEMO_TARGET, demo_data_dir
 from taskscout.pools import (
     check_standard_backbone,
     standard_pool_summary,
+    standard_provenance,
     standard_recipe,
     standard_store,
 )
@@ -73,13 +74,16 @@ def run_standard_demo(
     named = {"name": DEMO_NAME}
     pool_tasks = [t["task"] for t in standard_pool_summary()["tasks"]]
     sources = [t for t in pool_tasks if t != STANDARD_DEMO_TARGET]
+    with standard_store() as pool:  # made on first use; the tunings go into it
+        pool_root = pool.root
     timings = []
-    for method in get_predictor(predictor).reads.target_methods({"lora", "bitfit"}):
+    methods = set(standard_provenance()["methods"])
+    for method in get_predictor(predictor).reads.target_methods(methods):
         start = time.perf_counter()
         run = api.tune(
             STANDARD_DEMO_TARGET,
             method=method,
-            store=standard_store().root,
+            store=pool_root,
             data_dir=data_dir,
             progress=progress,
             **named,
