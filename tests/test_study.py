@@ -27,19 +27,21 @@ runner = CliRunner()
 def tiny_pool(tmp_path_factory, tiny_backbone):
     """LoRA and prompt runs of 5 demo tasks, and synthetic gains between them."""
     root = tmp_path_factory.mktemp("study")
-    db = RunStore(root / "store")
-    for task in TASKS:
-        for method, extra in (("lora", {}), ("prompt", {"method_options": PROMPT})):
-            api.tune(
-                task,
-                method=method,
-                store=db,
-                backbone=str(tiny_backbone),
-                max_train=16,
-                max_dev=8,
-                **extra,
-                **QUIET,
-            )
+    # closed before the tests snapshot it: an open connection checkpoints its WAL whenever the
+    # garbage collector happens to close it, which would look like a study writing the store
+    with RunStore(root / "store") as db:
+        for task in TASKS:
+            for method, extra in (("lora", {}), ("prompt", {"method_options": PROMPT})):
+                api.tune(
+                    task,
+                    method=method,
+                    store=db,
+                    backbone=str(tiny_backbone),
+                    max_train=16,
+                    max_dev=8,
+                    **extra,
+                    **QUIET,
+                )
     rows = [
         (t, s, float(3 * i - j + 0.5 * (i * j % 3)))
         for i, t in enumerate(TASKS)
