@@ -119,6 +119,29 @@ def test_feng_study_rows_and_ablations(tiny_pool, tiny_backbone):
     assert any("skipped" in n for n in study.report.notes)  # the backbone scorer, said so
 
 
+def test_feng_study_fits_the_backbone_scorer_in_every_section(tiny_pool, tiny_backbone):
+    store, gold, _ = tiny_pool
+    before = _untouched(store)
+    inp = StudyInputs(store, gold, "synthetic", backbone=str(tiny_backbone), progress=False)
+    study = feng_study(
+        inp,
+        ensemble=1,
+        backbone_epochs=1,
+        m_values=(None,),
+        betas=(1.0, 2.0),
+        low_resource=(8,),
+        low_targets=("snli",),
+    )
+    _check_summary(study.tables["main"], ["affinity-light", "affinity-backbone"])
+    abl = set(study.tables["ablations"]["predictor"])
+    assert {"backbone M=all beta=1", "backbone M=all beta=2", "light M=all beta=2"} <= abl
+    assert len([p for p in abl if p.startswith(("light M=", "backbone M="))]) == 4  # no repeat
+    assert "affinity-backbone" in set(study.tables["leave_one_family_out"]["predictor"])
+    assert "affinity-backbone [8 ex]" in set(study.tables["low_resource"]["predictor"])
+    assert not any("skipped" in n for n in study.report.notes), study.report.notes
+    assert _untouched(store) == before
+
+
 def _invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 

@@ -6,12 +6,19 @@ intervals over targets:
 1. **the six prompt-similarity metrics** (``prompt-{mean,token}-{cosine,euclidean,manhattan}``)
    and the **affinity scorer**, both kinds (``light`` over prompt token means, ``backbone`` =
    the paper's transformer over the prompt matrices), leave-one-target-out;
-2. **ablations** of M (training pairs per fold) and beta (smooth-L1 threshold), light scorer;
+2. **ablations** of M (training pairs per fold) and beta (smooth-L1 threshold), each scorer
+   kind;
 3. **leave-one-task-type-out** (leave-one-family-out): the learned scorers and the source prior
    never see a task of the held-out family;
 4. **low-resource targets**: a target re-tuned (prompt method) on 100 and 500 examples in a
-   temporary copy of the pool, then ranked by the prompt metrics and by the affinity scorer
+   temporary copy of the pool, then ranked by the prompt metrics and by the affinity scorers
    fitted on every gold pair that does not involve it.
+
+The backbone scorer (``backbone_kind``, on by default) joins every section that fits a scorer:
+one member, ``backbone_epochs`` epochs, fixed lr 5e-4 (as in
+``benchmarks/results/affinity_taskweb.md``). On a 2-core CPU one leave-one-target-out fold of it
+on 110 TaskWeb pairs takes about 15 s, so the whole study with the default grid takes tens of
+minutes; ``backbone_kind=False`` runs the light scorer alone.
 """
 
 from __future__ import annotations
@@ -52,10 +59,38 @@ PROMPT_METRICS = tuple(
 )
 
 
+BACKBONE_LR = 5e-4
+
+
 def _light(inp: StudyInputs, ensemble: int, **changes) -> AffinityConfig:
     return replace(
         AffinityConfig(kind="light", method="prompt", ensemble=ensemble, seed=inp.seed), **changes
     )
+
+
+def _backbone(inp: StudyInputs, epochs: int, **changes) -> AffinityConfig:
+    return replace(
+        AffinityConfig(
+            kind="backbone",
+            method="prompt",
+            ensemble=1,
+            epochs=epochs,
+            lr=BACKBONE_LR,
+            seed=inp.seed,
+        ),
+        **changes,
+    )
+
+
+def _scorers(
+    inp: StudyInputs, ensemble: int, backbone_epochs: int | None, **changes
+) -> list[tuple[str, AffinityConfig]]:
+    """(kind, config) of every scorer a section fits: the light one with ``ensemble`` members,
+    and the backbone one unless ``backbone_epochs`` is None; ``changes`` apply to both."""
+    out = [("light", _light(inp, ensemble, **changes))]
+    if backbone_epochs is not None:
+        out.append(("backbone", _backbone(inp, backbone_epochs, **changes)))
+    return out
 
 
 def feng_study(
@@ -102,62 +137,61 @@ def feng_study(
         )
 
         rep.heading("1. Prompt-similarity metrics and the affinity scorer")
-        light = cross_validate(
-            gold, emb, _light(inp, ensemble), predictor="affinity-light", progress=inp.progress
-        )
-        frames = [sim, light[SCORE_COLUMNS]]
-        if backbone_kind:
+        bb_epochs = backbone_epochs if backbone_kind else None
+        frames = [sim]
+        for kind, cfg in _scorers(inp, ensemble, bb_epochs):
             start = time.perf_counter()
-            bb_cfg = AffinityConfig(
-                kind="backbone",
-                method="prompt",
-                ensemble=1,
-                epochs=backbone_epochs,
-                lr=5e-4,
-                seed=inp.seed,
-            )
-            bb = cross_validate(
+            sc = cross_validate(
                 gold,
                 emb,
-                bb_cfg,
-                predictor="affinity-backbone",
+                cfg,
+                predictor=f"affinity-{kind}",
                 backbone_location=location,
                 progress=inp.progress,
             )
-            frames.append(bb[SCORE_COLUMNS])
+            frames.append(sc[SCORE_COLUMNS])
             rep.paragraph(
-                f"affinity-backbone: 1 member, {backbone_epochs} epochs, lr 5e-4, "
-                f"{time.perf_counter() - start:.0f} s for all folds."
+                f"affinity-{kind}: {cfg.ensemble} member(s), "
+                + (f"{cfg.epochs} epochs, lr {cfg.lr:g}, " if kind == "backbone" else "")
+                + f"{time.perf_counter() - start:.0f} s for all folds."
             )
-        else:
+        if not backbone_kind:
             rep.note("The backbone scorer was skipped (--no-backbone-scorer).")
         _, summ, notes = evaluate(gold, pd.concat([*frames, base]))
         study.tables["main"] = summ
         show(rep, summ, fig_id="fig-main", title="prompt metrics and affinity scorers")
 
-        rep.heading("2. Ablations: training pairs M and beta (light scorer)")
-        rows: list[str] = []
-        grid = [("M", m, 1.0) for m in m_values] + [("beta", None, b) for b in betas]
+        rep.heading("2. Ablations: training pairs M and beta")
+        grid = [(m, 1.0) for m in m_values] + [(None, b) for b in betas]
+        grid = list(dict.fromkeys(grid))  # M=all beta=1 once
         frames = []
+        start = time.perf_counter()
         with make_progress(inp.progress, extra=False) as bar:
-            job = bar.add_task("ablations", total=len(grid))
-            for what, m, beta in grid:
-                label = f"light M={m or 'all'} beta={beta:g}"
-                if what == "beta" and any(r == label for r in rows):
+            job = bar.add_task("ablations", total=len(grid) * (1 + backbone_kind))
+            for m, beta in grid:
+                # one member each: the grid compares settings, not ensembles
+                for kind, cfg in _scorers(inp, 1, bb_epochs, beta=beta):
+                    label = f"{kind} M={m or 'all'} beta={beta:g}"
+                    bar.update(job, description=f"ablation {label}")
+                    sc = cross_validate(
+                        gold,
+                        emb,
+                        cfg,
+                        pairs=m,
+                        predictor=label,
+                        backbone_location=location,
+                        progress=False,
+                    )
+                    frames.append(sc[SCORE_COLUMNS])
                     bar.update(job, advance=1)
-                    continue
-                rows.append(label)
-                sc = cross_validate(
-                    gold, emb, _light(inp, 1, beta=beta), pairs=m, predictor=label, progress=False
-                )
-                frames.append(sc[SCORE_COLUMNS])
-                bar.update(job, advance=1)
         _, abl, _ = evaluate(gold, pd.concat([*frames, base]))
         study.tables["ablations"] = abl
         n_train = len(gold) - 2 * (len(tasks) - 1)
         rep.paragraph(
-            f"One scorer per setting (seed {inp.seed}); M = training pairs sampled "
-            f"per fold (all = {n_train} with {len(tasks)} tasks)."
+            f"One scorer per setting and kind (1 member, seed {inp.seed}); M = training pairs "
+            f"sampled per fold (all = {n_train} with {len(tasks)} tasks); beta = the smooth-L1 "
+            f"threshold in z units of the training gains. {len(grid)} settings x "
+            f"{1 + backbone_kind} kind(s), {time.perf_counter() - start:.0f} s."
         )
         show(rep, abl, fig_id="fig-ablations", title="ablations of M and beta")
 
@@ -167,25 +201,27 @@ def feng_study(
         if missing:
             rep.note(f"Leave-one-family-out skipped: no family known for {missing}.")
         else:
-            lofo = cross_validate(
-                gold,
-                emb,
-                _light(inp, ensemble),
-                predictor="affinity-light",
-                protocol="leave-one-family-out",
-                families=fams,
-                progress=inp.progress,
-            )
+            frames = []
+            for kind, cfg in _scorers(inp, ensemble, bb_epochs):
+                lofo = cross_validate(
+                    gold,
+                    emb,
+                    cfg,
+                    predictor=f"affinity-{kind}",
+                    protocol="leave-one-family-out",
+                    families=fams,
+                    backbone_location=location,
+                    progress=inp.progress,
+                )
+                frames.append(lofo[SCORE_COLUMNS])
             prior = source_prior_scores(gold, protocol="leave-one-family-out", families=fams)
             size = base[base["predictor"] == "datasize"]
-            _, lofo_s, _ = evaluate(
-                gold, pd.concat([lofo[SCORE_COLUMNS], sim, prior[SCORE_COLUMNS], size])
-            )
+            _, lofo_s, _ = evaluate(gold, pd.concat([*frames, sim, prior[SCORE_COLUMNS], size]))
             study.tables["leave_one_family_out"] = lofo_s
             rep.paragraph(
                 "Families: "
                 + ", ".join(f"{t}: {fams[t]}" for t in tasks)
-                + ". Learned rows (affinity-light, source-prior) trained without any "
+                + ". Learned rows (the affinity scorers, source-prior) trained without any "
                 "task of the held-out target's family; the similarity metrics need "
                 "no training and are unchanged."
             )
@@ -200,7 +236,7 @@ def feng_study(
             gold,
             tasks,
             checkpoint,
-            ensemble,
+            _scorers(inp, ensemble, bb_epochs),
             low_resource,
             low_targets,
             pool,
@@ -211,7 +247,7 @@ def feng_study(
 
 
 def _low_resource(
-    inp, rep, study, store, gold, tasks, checkpoint, ensemble, sizes, targets, pool
+    inp, rep, study, store, gold, tasks, checkpoint, scorers, sizes, targets, pool
 ) -> None:
     if not sizes:
         rep.note("Low-resource section skipped: no sizes given.")
@@ -230,9 +266,7 @@ def _low_resource(
             for n in sizes:
                 for target in targets:
                     bar.update(job, description=f"low-resource {target} ({n} ex)")
-                    frames.append(
-                        _one_low(inp, store, gold, tasks, checkpoint, ensemble, n, target)
-                    )
+                    frames.append(_one_low(inp, store, gold, tasks, checkpoint, scorers, n, target))
                     bar.update(job, advance=1)
     except (FileNotFoundError, ValueError) as exc:
         rep.note(f"Low-resource section skipped: {type(exc).__name__}: {exc}")
@@ -257,9 +291,9 @@ def _low_resource(
     show(rep, summ, fig_id="fig-low", title="low-resource targets")
 
 
-def _one_low(inp, store, gold, tasks, checkpoint, ensemble, n, target) -> pd.DataFrame:
-    """Scores of the prompt metrics and the light affinity scorer for ``target`` re-tuned on
-    ``n`` examples (in a copy of ``store``)."""
+def _one_low(inp, store, gold, tasks, checkpoint, scorers, n, target) -> pd.DataFrame:
+    """Scores of the prompt metrics and the affinity ``scorers`` ((kind, config) pairs) for
+    ``target`` re-tuned on ``n`` examples (in a copy of ``store``)."""
     t_gold = gold[gold["target"] == target]
     train = gold[(gold["target"] != target) & (gold["source"] != target)]
     with store_copy(store) as small:
@@ -278,9 +312,15 @@ def _one_low(inp, store, gold, tasks, checkpoint, ensemble, n, target) -> pd.Dat
         lp = open_study_pool(small, inp.backbone, checkpoint, inp.data_dir)  # fresh caches
         sim, _ = similarity_scores(lp, t_gold, list(PROMPT_METRICS))
         emb = EmbeddingSet.from_pool(lp, "prompt", tasks)
-        model = fit_affinity(train, emb, _light(inp, ensemble), progress=False)
-        mean, _ = model.predict([target] * len(t_gold), t_gold["source"].tolist(), emb)
-    aff = t_gold[["target", "source"]].assign(predictor="affinity-light", score=mean)
-    part = pd.concat([sim, aff], ignore_index=True)
+        parts = [sim]
+        for kind, cfg in scorers:
+            model = fit_affinity(
+                train, emb, cfg, backbone_location=lp.backbone_location(), progress=False
+            )
+            mean, _ = model.predict([target] * len(t_gold), t_gold["source"].tolist(), emb)
+            parts.append(
+                t_gold[["target", "source"]].assign(predictor=f"affinity-{kind}", score=mean)
+            )
+    part = pd.concat(parts, ignore_index=True)
     part["predictor"] = part["predictor"] + f" [{n} ex]"
     return part
