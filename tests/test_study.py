@@ -302,3 +302,26 @@ def test_cli_bad_options_fail_before_work(tiny_pool, tmp_path):
         assert res.exit_code == 2, (args, res.output)
         assert "error:" in res.output and "Traceback" not in res.output
     assert not list(tmp_path.glob("x.*"))
+
+
+@pytest.mark.parametrize(
+    "budget", [{}, {"min_steps": 6, "bf16": False}, {"min_steps": 6, "early_epochs": 1}]
+)
+def test_same_recipe_round_trips_the_pool_run_settings(tmp_path, tiny_backbone, budget):
+    """A study's re-tune copies the pool run's training settings exactly: precision and step
+    budget included (a bf16 re-tune beside fp32 sources, or one without the budget, would make
+    the target's embedding incomparable)."""
+    from taskscout.studies.common import open_study_pool, same_recipe
+
+    options = {**QUIET, **budget}
+    with RunStore(tmp_path / "store") as db:
+        run = api.tune(
+            "snli", method="lora", store=db, backbone=str(tiny_backbone), max_train=16,
+            max_dev=8, **options,
+        )  # fmt: skip
+    pool = open_study_pool(tmp_path / "store", str(tiny_backbone), "early")
+    config = same_recipe(pool, "snli", "lora", max_train=8, data_dir=None)
+    assert config.max_train == 8
+    for device in ("cpu", "cuda"):  # resolving never re-decides the pool's precision
+        assert config.resolved(device).train_dict(0) == run.config["train"]
+    pool.store.close()

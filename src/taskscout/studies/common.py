@@ -91,7 +91,6 @@ def open_study_pool(
 
 RECIPE_KEYS = (
     "epochs",
-    "early_epochs",
     "batch_size",
     "eval_batch_size",
     "lr",
@@ -99,6 +98,8 @@ RECIPE_KEYS = (
     "weight_decay",
     "warmup_ratio",
     "max_grad_norm",
+    "bf16",
+    "min_steps",
 )
 
 
@@ -107,18 +108,23 @@ def same_recipe(
 ) -> TuneConfig:
     """The tuning config of the pool's run of (``task``, ``method``) with ``max_train``
     examples instead (same method options and training settings, so the embeddings stay
-    comparable); ``ValueError`` when the pool has no such run."""
+    comparable): its ``train`` settings round-trip, i.e. ``same_recipe(...).resolved(d)
+    .train_dict(seed)`` equals the run's on every device ``d``, precision (bf16 or not) and
+    step budget included; ``ValueError`` when the pool has no such run."""
     run = pool.run(task, method)
     if run is None:
         raise ValueError(f"the pool has no {method} run of {task!r} to copy the recipe of")
     train = run.config.get("train") or {}
+    recipe = {k: train[k] for k in RECIPE_KEYS if train.get(k) is not None}
+    if isinstance(train.get("early_epochs"), int):  # with a step budget: "2/3 of the epochs"
+        recipe["early_epochs"] = train["early_epochs"]
     return TuneConfig(
         method=method,
         backbone=pool.backbone_location() or run.backbone,
         data_dir=str(data_dir) if data_dir else None,
         max_train=max_train,
         method_options=dict(run.config.get("method_config") or {}),
-        **{k: train[k] for k in RECIPE_KEYS if train.get(k) is not None},
+        **recipe,
     )
 
 
