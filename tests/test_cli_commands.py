@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -327,3 +328,24 @@ def test_read_only_commands_never_create_a_store(tmp_path, tiny_backbone):
         assert "no run store at" in flat(res.stderr), (args, res.output)
         assert "Traceback" not in res.output
         assert not typo.exists(), args
+
+
+def test_tune_precision_is_pinned_and_part_of_the_run_id(pool, tiny_backbone, tmp_path):
+    """--precision fp32 / bf16 pin the precision whatever the CPU (so a store resumes with the
+    same run ids on another machine); auto is the stored run's; a bad value fails first."""
+    store, ids = pool
+    store = shutil.copytree(store, tmp_path / "store")  # the shared pool keeps its runs
+    seen = {}
+    for precision in ("fp32", "bf16"):
+        res = invoke(
+            "tune", "mnli", "--store", store, "--backbone", tiny_backbone, *FAST, "--json",
+            "--precision", precision,
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        seen[precision] = json.loads(res.stdout)["run_id"]
+    with RunStore(store, create=False) as db:
+        for precision, run_id in seen.items():
+            assert db.get_run(run_id).config["train"]["bf16"] is (precision == "bf16")
+    assert seen["fp32"] != seen["bf16"] and ids["mnli"] in seen.values()  # auto = one of them
+    bad = invoke("tune", "mnli", "--store", store, "--precision", "fp16")
+    assert bad.exit_code == 2 and "fp16" in flat(bad.output)

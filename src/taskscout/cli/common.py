@@ -38,6 +38,7 @@ out = Console() if sys.stdout.isatty() else Console(width=160)
 Method = Literal["lora", "bitfit", "prefix", "prompt"]  # the methods with task embeddings
 TuneMethod = Literal["lora", "bitfit", "prefix", "prompt", "full"]  # full: the whole encoder
 Checkpoint = Literal["early", "best", "late"]
+Precision = Literal["auto", "fp32", "bf16"]
 LayerReduce = Literal["mean", "concat"]
 TaskType = Literal[
     "classification",
@@ -188,6 +189,14 @@ MinStepsOpt = Annotated[
         "updates (small tasks get more epochs, at most 50; the recipe: 180). 0: none.",
     ),
 ]
+PrecisionOpt = Annotated[
+    Precision,
+    typer.Option(
+        "--precision",
+        help="auto (default: bf16 autocast on CPUs with native bf16, else fp32) | fp32 | bf16. "
+        "Part of the run id: pin it to resume or compare runs across machines.",
+    ),
+]
 BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Default 32.")]
 LrOpt = Annotated[
     float | None, typer.Option("--lr", help="Learning rate (default: the method's own).")
@@ -250,6 +259,12 @@ def given(**options) -> dict:
     """The options the user gave (None = not given: the API's default applies), ready to pass
     on as keywords: task options, tuning options, ``device`` / ``threads``."""
     return {k: v for k, v in options.items() if v is not None}
+
+
+def precision_option(value: str) -> bool | None:
+    """``--precision`` as ``TuneConfig.bf16``: auto -> None (decided per device), fp32 -> False,
+    bf16 -> True."""
+    return {"auto": None, "fp32": False, "bf16": True}[value]
 
 
 def min_steps_option(value: int | None) -> int | None:

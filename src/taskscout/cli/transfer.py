@@ -30,6 +30,7 @@ from taskscout.cli.common import (
     LrOpt,
     NoProgressOpt,
     PoolOpt,
+    PrecisionOpt,
     StoreOpt,
     ThreadsOpt,
     TuneMethod,
@@ -43,6 +44,7 @@ from taskscout.cli.common import (
     open_store,
     out,
     output_folder,
+    precision_option,
     table,
 )
 from taskscout.store import RunStore
@@ -158,6 +160,7 @@ def transfer(
             "epochs for small tasks, at most 50). 0: none.",
         ),
     ] = RECIPE_MIN_STEPS,
+    precision: PrecisionOpt = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size.")] = 32,
     lr: LrOpt = None,
     max_len: Annotated[int, typer.Option("--max-len", min=8, help="Max tokens per example.")] = 128,
@@ -226,6 +229,7 @@ def transfer(
             epochs=epochs,
             early_epochs=early_epochs,
             min_steps=min_steps_option(min_steps),
+            bf16=precision_option(precision),
             batch_size=batch_size,
             lr=lr,
             max_len=max_len,
@@ -536,6 +540,7 @@ def verify(
             "--min-steps", min=0, help="Step budget of every run (the recipe: 180). 0: none."
         ),
     ] = RECIPE_MIN_STEPS,
+    precision: PrecisionOpt = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size.")] = 32,
     lr: LrOpt = None,
     device: DeviceOpt = None,
@@ -557,6 +562,7 @@ def verify(
             max_dev=max_dev,
             epochs=epochs,
             min_steps=min_steps_option(min_steps),
+            bf16=precision_option(precision),
             batch_size=batch_size,
             lr=lr,
         )

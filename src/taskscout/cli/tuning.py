@@ -34,6 +34,7 @@ from taskscout.cli.common import (
     NameOpt,
     NoProgressOpt,
     PositiveLabelOpt,
+    PrecisionOpt,
     SeedOpt,
     StoreOpt,
     TagsColOpt,
@@ -49,6 +50,7 @@ from taskscout.cli.common import (
     min_steps_option,
     open_store,
     out,
+    precision_option,
 )
 from taskscout.store import RunStore
 
@@ -66,6 +68,7 @@ def tune(
     epochs: EpochsOpt = None,
     early_epochs: EarlyEpochsOpt = None,
     min_steps: MinStepsOpt = None,
+    precision: PrecisionOpt = "auto",
     seed: SeedOpt = None,
     batch_size: BatchSizeOpt = None,
     lr: LrOpt = None,
@@ -105,6 +108,7 @@ def tune(
                 epochs=epochs,
                 early_epochs=early_epochs,
                 min_steps=min_steps_option(min_steps),
+                bf16=precision_option(precision),
                 seed=seed,
                 batch_size=batch_size,
                 lr=lr,
@@ -168,6 +172,7 @@ def embed(
     epochs: EpochsOpt = None,
     early_epochs: EarlyEpochsOpt = None,
     min_steps: MinStepsOpt = None,
+    precision: PrecisionOpt = "auto",
     seed: SeedOpt = None,
     batch_size: BatchSizeOpt = None,
     lr: LrOpt = None,
@@ -198,6 +203,7 @@ def embed(
         epochs=epochs,
         early_epochs=early_epochs,
         min_steps=min_steps_option(min_steps),
+        bf16=precision_option(precision),
         seed=seed,
         batch_size=batch_size,
         lr=lr,
