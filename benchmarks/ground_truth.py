@@ -8,6 +8,11 @@ Inputs (only read; every store is copied to a temporary folder first):
   (MiniLM, 500 training examples per task, dev capped at 1000, min_steps 180, the method's
   default lr, source = best dev epoch, score = target dev score at its best epoch, seeds
   paired with the no-transfer baseline);
+* optionally ``--extra-store LABEL=PATH`` (repeatable): another store of the same protocol, e.g.
+  a campaign part measured on a CPU (``benchmarks/campaign_cost.py`` says what that costs); its
+  transfers join as lease LABEL. A target that has >= 2 replicates with every source uses only
+  those replicates; its rows in partial replicates (say, 2 sources a GPU lease measured) are
+  set aside and counted (``set_aside_partial_replicates`` in the JSON), never averaged in;
 * TaskWeb's ``pairs.csv`` (gold ``ALL(avg)``, gain = 100 x avg_pct_change);
 * the old prompt-tuning matrix ``results/transfer_matrix_prompt_seeds.csv`` (for comparison);
 * for the predictors: the committed pool ``benchmarks/stores/taskweb12-methods`` and the
@@ -46,11 +51,13 @@ CSV of part 1; prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
 import shlex
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -93,19 +100,45 @@ EXPORT = "transfer_campaign_seeds.csv"
 
 
 # ---------------------------------------------------------------- part 1: the per-seed table
-def campaign_rows(campaign: Path) -> tuple[pd.DataFrame, dict]:
+def _copy_sqlite(src: Path, dst: Path) -> None:
+    """A consistent copy of a SQLite file through the backup API (committed WAL pages too)."""
+    with (
+        contextlib.closing(sqlite3.connect(f"file:{src}?mode=ro", uri=True)) as a,
+        contextlib.closing(sqlite3.connect(dst)) as b,
+    ):
+        a.backup(b)
+
+
+def store_sources(campaign: Path, extra: list[str]) -> list[tuple[str, str, Path]]:
+    """(lease label, method, SQLite file) of every store to read: the GPU leases' files under
+    ``campaign`` that exist, then each ``--extra-store LABEL=PATH`` (a store folder or its
+    ``store.sqlite``; every method it holds) -- e.g. a campaign part measured on a CPU."""
+    out = [
+        (str(lease), method, campaign / f"lease{lease}" / f"{method}.sqlite")
+        for lease, method in itertools.product(LEASES, METHODS)
+    ]
+    out = [o for o in out if o[2].is_file()]
+    for spec in extra:
+        label, sep, path = spec.partition("=")
+        if not sep or not label or label in {str(x) for x in LEASES}:
+            raise SystemExit(f"--extra-store {spec!r}: expected LABEL=PATH with a new label")
+        f = Path(path) / "store.sqlite" if Path(path).is_dir() else Path(path)
+        if not f.is_file():
+            raise SystemExit(f"--extra-store {spec!r}: no store at {path}")
+        out += [(label, method, f) for method in METHODS]
+    return out
+
+
+def campaign_rows(campaign: Path, extra: list[str] = ()) -> tuple[pd.DataFrame, dict]:
     """Every measured transfer of the campaign's stores, deduplicated (module docstring), and
     the reproduction check: per method, the tune runs both leases hold and how many have
     identical dev scores."""
     frames, dev = [], {}
     with tempfile.TemporaryDirectory(prefix="ground-truth-") as tmp:
-        for lease, method in itertools.product(LEASES, METHODS):
-            src = campaign / f"lease{lease}" / f"{method}.sqlite"
-            if not src.is_file():
-                continue
+        for lease, method, src in store_sources(campaign, list(extra)):
             work = Path(tmp) / f"lease{lease}-{method}"
             work.mkdir()
-            shutil.copyfile(src, work / "store.sqlite")
+            _copy_sqlite(src, work / "store.sqlite")  # with its WAL, if a store is live
             db = RunStore(work, create=False)
             seeds, warns = per_seed_gains(db, method=method)
             dev[(lease, method)] = {r.run_id: list(r.dev_scores)
@@ -144,7 +177,7 @@ def campaign_rows(campaign: Path) -> tuple[pd.DataFrame, dict]:
             "baseline_run_id"]  # fmt: skip
     repro = {}
     for method in METHODS:
-        a, b = dev.get((1, method), {}), dev.get((2, method), {})
+        a, b = dev.get(("1", method), {}), dev.get(("2", method), {})
         both = sorted(set(a) & set(b))
         repro[method] = {
             "tune_runs_in_both_leases": len(both),
@@ -155,6 +188,23 @@ def campaign_rows(campaign: Path) -> tuple[pd.DataFrame, dict]:
         }
     rows = rows.sort_values(["method", "target", "source", "replicate"])[cols]
     return rows.reset_index(drop=True), repro
+
+
+def complete_replicates(rows: pd.DataFrame, all_sources: dict[str, list[str]]):
+    """Per (method, target): where it has >= 2 replicates that hold every source, only those
+    rows (the rest -- e.g. two sources a GPU lease measured before a CPU part measured the whole
+    target -- are set aside, counted, never mixed into a complete target's statistics).
+    Returns (rows kept, {method/target: rows set aside})."""
+    keep, aside = [], {}
+    for (method, target), grp in rows.groupby(["method", "target"], sort=False):
+        have = grp.groupby("replicate")["source"].agg(set)
+        full = [r for r, srcs in have.items() if srcs >= set(all_sources[target])]
+        if len(full) >= 2 and len(full) < len(have):
+            part = grp["replicate"].isin(full)
+            aside[f"{method}/{target}"] = int((~part).sum())
+            grp = grp[part]
+        keep.append(grp)
+    return pd.concat(keep).loc[lambda d: d.index.sort_values()], aside
 
 
 # ---------------------------------------------------------------- part 2: is it signal?
@@ -420,6 +470,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=str(RESULTS / "ground_truth"))
+    ap.add_argument(
+        "--extra-store",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="Another store of the same protocol (e.g. a part measured on a CPU): its "
+        "transfers join as lease LABEL (replicates 'L<LABEL>s<seed>').",
+    )
     args = ap.parse_args(argv)
     args.affinity = [k for k in args.affinity.split(",") if k]
     if set(args.affinity) - {"light", "backbone"}:
@@ -439,11 +497,14 @@ def main(argv=None) -> int:
     all_sources = {t: [s for s in tasks if s != t] for t in tasks}
 
     # 1
-    rows, repro = campaign_rows(Path(args.campaign))
+    rows, repro = campaign_rows(Path(args.campaign), args.extra_store)
     rows.to_csv(RESULTS / EXPORT, index=False)
+    rows, aside = complete_replicates(rows, all_sources)
     # 2
     report: dict = {"benchmark": "ground_truth", "command": command, "reproduction": repro,
                     "methods": {}}  # fmt: skip
+    if aside:
+        report["set_aside_partial_replicates"] = aside
     sigs = {}
     for method, frame in rows.groupby("method", sort=True):
         sig = signal(frame, taskweb, all_sources)
@@ -462,8 +523,11 @@ def main(argv=None) -> int:
     # 3
     lora_rows = rows[rows["method"] == "lora"]
     one_lease = lora_rows[lora_rows["target"].isin(lora_complete)]
-    if one_lease["replicate"].str[:2].nunique() != 1:
-        raise SystemExit("complete lora targets span two baseline leases; replay needs one")
+    per_target_leases = one_lease.groupby("target")["replicate"].agg(
+        lambda r: r.str.rsplit("s", n=1).str[0].nunique()
+    )
+    if (per_target_leases != 1).any():
+        raise SystemExit("a complete lora target spans two baseline leases; replay needs one")
     report["adaptive"] = [replay(one_lease, lora_complete, start) for start in (2, 3)]
     # 4
     pairs = sigs["lora"]["pairs"]

@@ -34,7 +34,7 @@ def test_campaign_rows_keep_a_re_measured_transfer_once(gt):
         len(both)
         == repro["lora"]["transfers_in_both_leases"] + repro["full"]["transfers_in_both_leases"]
     )
-    assert (both["lease"] == 1).all()
+    assert (both["lease"] == "1").all()
     assert (rows["gain"] - (rows["score"] - rows["baseline_score"])).abs().max() < 1e-9
     lora = rows[rows["method"] == "lora"]
     for t in ("cb", "copa", "rte"):
@@ -72,3 +72,32 @@ def test_replay_reaches_the_fixed_decision(gt):
     assert t["best"] == "a" and t["same_decision"]
     assert sorted(t["contenders"]) == ["a", "c"]
     assert t["transfers_used"] == t["transfers_fixed"] == 9
+
+
+def test_a_target_measured_whole_elsewhere_sets_the_partial_replicates_aside(gt):
+    """Two sources measured in lease 1, all three in a later (e.g. CPU) part: the complete
+    target's statistics use the complete replicates only; an incomplete target is unchanged."""
+    gpu = _frame({"a": [1.0, 2.0, 3.0], "b": [0.0, 0.5, 1.0]}).assign(
+        replicate=lambda d: "L1s" + d["seed"].astype(str)
+    )
+    cpu = _frame({"a": [1.0, 1.5, 2.0], "b": [0.0, 0.2, 0.1], "c": [3.0, 3.1, 2.9]}).assign(
+        replicate=lambda d: "Lcpus" + d["seed"].astype(str)
+    )
+    other = _frame({"a": [1.0, 2.0]}, target="u").assign(
+        replicate=lambda d: "L1s" + d["seed"].astype(str)
+    )
+    rows = pd.concat([gpu, cpu, other], ignore_index=True).assign(method="lora")
+    kept, aside = gt.complete_replicates(rows, {"t": ["a", "b", "c"], "u": ["a", "b"]})
+    assert aside == {"lora/t": 6}
+    assert set(kept.loc[kept["target"] == "t", "replicate"]) == {"Lcpus0", "Lcpus1", "Lcpus2"}
+    assert len(kept[kept["target"] == "u"]) == 2  # no complete replicate: nothing set aside
+    sig = gt.signal(kept[kept["target"] == "t"], pd.DataFrame(columns=["target", "source", "gain"]),
+                    {"t": ["a", "b", "c"]})  # fmt: skip
+    assert sig["per_target"]["t"]["complete"]
+
+
+def test_extra_store_needs_a_new_label_and_a_store(gt, tmp_path):
+    with pytest.raises(SystemExit, match="LABEL=PATH"):
+        gt.store_sources(CAMPAIGN, ["1=" + str(tmp_path)])
+    with pytest.raises(SystemExit, match="no store"):
+        gt.store_sources(CAMPAIGN, ["cpu=" + str(tmp_path / "missing")])
