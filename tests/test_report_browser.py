@@ -11,7 +11,7 @@ import pytest
 from test_report import full_inputs
 
 from taskscout.report import pool_report
-from taskscout.report.browser import check_page, find_chromium, screenshot
+from taskscout.report.browser import MAX_SHOT_HEIGHT, check_page, find_chromium, screenshot
 from taskscout.report.html import CSP
 
 CHROMIUM = find_chromium()
@@ -32,6 +32,10 @@ def test_report_loads_without_console_error_and_shows_every_figure(tmp_path):
     png = screenshot(page, tmp_path / "report.png")
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    # the whole page: the PNG is as tall as the page the probe measured (IHDR: width, height)
+    shot_w, shot_h = (int.from_bytes(data[i : i + 4], "big") for i in (16, 20))
+    assert result["height"] > 1000
+    assert shot_w == 1400 and shot_h == min(MAX_SHOT_HEIGHT, result["height"] + 16)
     keep = os.environ.get("TASKSCOUT_SCREENSHOT_DIR")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)

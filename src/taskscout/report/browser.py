@@ -5,7 +5,8 @@ Content-Security-Policy of the copy also allows that inline script) that records
 ``error`` event, every ``console.error`` call and every blocked fetch (a
 ``securitypolicyviolation``: the page tried to reach something), then writes them, and the
 ids and drawn sizes of the page's figures, into the DOM that ``--dump-dom`` prints.
-:func:`screenshot` saves a PNG of the unmodified page.
+:func:`screenshot` saves a PNG of the unmodified page, by default the whole page (its height
+measured by the probe first).
 """
 
 from __future__ import annotations
@@ -46,10 +47,14 @@ window.addEventListener('load', () => {
     const s = f.querySelector('svg'); const r = s ? s.getBoundingClientRect() : null;
     return {id: f.id, svg: !!s, width: r ? r.width : 0, height: r ? r.height : 0}; });
   const out = document.createElement('pre'); out.id = '__probe';
-  out.textContent = JSON.stringify({errors: __errors, figures: figs});
+  const height = Math.ceil(document.documentElement.scrollHeight);
+  out.textContent = JSON.stringify({errors: __errors, figures: figs, height: height});
   document.body.appendChild(out);
 });
 </script>"""
+
+#: Tallest full-page screenshot (pixels); longer pages are cut there.
+MAX_SHOT_HEIGHT = 16_000
 
 _PROBE_OUT = re.compile(r'<pre id="__probe">(.*?)</pre>', re.S)
 
@@ -71,9 +76,16 @@ def _run(chromium: str, args: list[str], timeout: float) -> subprocess.Completed
         )
 
 
-def check_page(html_path: str | Path, *, chromium: str | None = None, timeout: float = 90) -> dict:
+def check_page(
+    html_path: str | Path,
+    *,
+    chromium: str | None = None,
+    timeout: float = 90,
+    width: int = 1400,
+) -> dict:
     """Load ``html_path`` headless with the probe; returns ``{"errors": [...], "figures":
-    [{"id", "svg", "width", "height"}, ...], "console": [chromium's console log lines]}``.
+    [{"id", "svg", "width", "height"}, ...], "height": the page's height in CSS pixels at the
+    default window width, "console": [chromium's console log lines]}``.
     ``FileNotFoundError`` without chromium; ``RuntimeError`` if the page never loaded."""
     chromium = chromium or find_chromium()
     if chromium is None:
@@ -89,6 +101,7 @@ def check_page(html_path: str | Path, *, chromium: str | None = None, timeout: f
             [
                 "--enable-logging=stderr",
                 "--v=0",
+                f"--window-size={width},900",
                 "--virtual-time-budget=5000",
                 "--dump-dom",
                 probe.as_uri(),
@@ -110,15 +123,20 @@ def screenshot(
     png_path: str | Path,
     *,
     width: int = 1400,
-    height: int = 3000,
+    height: int | None = None,
     chromium: str | None = None,
     timeout: float = 90,
 ) -> Path:
     """A PNG of the first ``width`` x ``height`` pixels of the page; returns its path.
-    ``FileNotFoundError`` without chromium; ``RuntimeError`` if no PNG was written."""
+    ``height`` None: the whole page (measured with :func:`check_page` at ``width``), at most
+    :data:`MAX_SHOT_HEIGHT` pixels. ``FileNotFoundError`` without chromium; ``RuntimeError``
+    if no PNG was written."""
     chromium = chromium or find_chromium()
     if chromium is None:
         raise FileNotFoundError("no chromium executable found (apt-get install chromium)")
+    if height is None:
+        measured = check_page(html_path, chromium=chromium, timeout=timeout, width=width)
+        height = min(MAX_SHOT_HEIGHT, max(600, int(measured.get("height") or 0) + 16))
     png_path = Path(png_path).resolve()
     png_path.parent.mkdir(parents=True, exist_ok=True)
     proc = _run(

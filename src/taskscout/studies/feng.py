@@ -282,11 +282,11 @@ def _low_resource(
     study.tables["low_resource"] = summ
     rep.paragraph(
         f"Each of {len(targets)} target(s) re-tuned alone with the prompt method on "
-        f"{', '.join(map(str, sizes))} training examples (default recipe, seed {inp.seed}) in "
-        f"its own temporary copy of the pool ({time.perf_counter() - start:.0f} s in all); "
-        "the sources keep their full-data runs. The affinity scorer is fitted on every gold "
-        "pair that does not involve the target (leave-one-target-out). `[N ex]` = the "
-        "target's training size."
+        f"{', '.join(map(str, sizes))} training examples (the pool run's recipe and precision, "
+        f"seed {inp.seed}) in its own temporary copy of the pool "
+        f"({time.perf_counter() - start:.0f} s in all); the sources keep their full-data runs. "
+        "The affinity scorers are fitted on every gold pair that does not involve the target "
+        "(leave-one-target-out). `[N ex]` = the target's training size."
     )
     show(rep, summ, fig_id="fig-low", title="low-resource targets")
 

@@ -10,7 +10,7 @@ intervals over targets:
 3. **in-class vs all-class**: sources restricted to the target's own family (only targets with
    >= 2 in-family sources can be ranked; how many is stated) against all sources on the same
    targets;
-4. **limited vs full source data**: every task re-tuned (LoRA, the default recipe) on
+4. **limited vs full source data**: every task re-tuned (LoRA, its pool run's recipe) on
    ``limited`` training examples in a temporary copy of the pool, then ``tupate-lora`` and
    ``tupate-lora-delta`` on those embeddings against the pool's own (full) ones. Skipped (with
    the reason in the report) when ``limited`` is None or the data cannot be loaded.
@@ -190,9 +190,9 @@ def tupate_study(inp: StudyInputs, *, limited: int | None = 100) -> Study:
                 _, s_lim, _ = evaluate(gold, pd.concat([lim, full, base]))
                 study.tables["limited_vs_full"] = s_lim
                 rep.paragraph(
-                    f"Every task re-tuned with LoRA on {limited} training examples (default "
-                    f"recipe, seed {inp.seed}) in {time.perf_counter() - start:.0f} s; [full] = "
-                    "the pool's own runs."
+                    f"Every task re-tuned with LoRA on {limited} training examples (its pool "
+                    f"run's recipe and precision, seed {inp.seed}) in "
+                    f"{time.perf_counter() - start:.0f} s; [full] = the pool's own runs."
                 )
                 show(rep, s_lim, fig_id="fig-limited", title=f"limited ({limited}) vs full")
             except (FileNotFoundError, ValueError) as exc:
