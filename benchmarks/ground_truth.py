@@ -10,9 +10,10 @@ Inputs (only read; every store is copied to a temporary folder first):
   paired with the no-transfer baseline);
 * optionally ``--extra-store LABEL=PATH`` (repeatable): another store of the same protocol, e.g.
   a campaign part measured on a CPU (``benchmarks/campaign_cost.py`` says what that costs); its
-  transfers join as lease LABEL. A target that has >= 2 replicates with every source uses only
-  those replicates; its rows in partial replicates (say, 2 sources a GPU lease measured) are
-  set aside and counted (``set_aside_partial_replicates`` in the JSON), never averaged in;
+  transfers join as lease LABEL. A target whose widest set of sources is held by >= 2
+  replicates (and includes every other replicate's sources) uses only those replicates; its
+  rows in narrower replicates (say, 2 sources a GPU lease measured) are set aside and counted
+  (``set_aside_partial_replicates`` in the JSON), never averaged in;
 * TaskWeb's ``pairs.csv`` (gold ``ALL(avg)``, gain = 100 x avg_pct_change);
 * the old prompt-tuning matrix ``results/transfer_matrix_prompt_seeds.csv`` (for comparison);
 * for the predictors: the committed pool ``benchmarks/stores/taskweb12-methods`` and the
@@ -191,15 +192,19 @@ def campaign_rows(campaign: Path, extra: list[str] = ()) -> tuple[pd.DataFrame, 
 
 
 def complete_replicates(rows: pd.DataFrame, all_sources: dict[str, list[str]]):
-    """Per (method, target): where it has >= 2 replicates that hold every source, only those
-    rows (the rest -- e.g. two sources a GPU lease measured before a CPU part measured the whole
-    target -- are set aside, counted, never mixed into a complete target's statistics).
-    Returns (rows kept, {method/target: rows set aside})."""
+    """Per (method, target): when >= 2 replicates share the widest set of sources and that set
+    holds every other replicate's sources, only those replicates are kept; the rows of the
+    narrower replicates -- e.g. two sources a GPU lease measured before a CPU part measured the
+    target with all of them -- are set aside and counted, never averaged in (the two parts ran
+    at different precisions). ``all_sources`` is unused by the rule and kept for the caller's
+    symmetry with :func:`signal`. Returns (rows kept, {method/target: rows set aside})."""
     keep, aside = [], {}
     for (method, target), grp in rows.groupby(["method", "target"], sort=False):
-        have = grp.groupby("replicate")["source"].agg(set)
-        full = [r for r, srcs in have.items() if srcs >= set(all_sources[target])]
-        if len(full) >= 2 and len(full) < len(have):
+        have = grp.groupby("replicate")["source"].agg(frozenset)
+        widest = max(have, key=len)
+        full = [r for r, srcs in have.items() if srcs == widest]
+        nested = all(srcs <= widest for srcs in have)
+        if 2 <= len(full) < len(have) and nested:
             part = grp["replicate"].isin(full)
             aside[f"{method}/{target}"] = int((~part).sum())
             grp = grp[part]

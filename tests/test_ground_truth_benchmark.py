@@ -74,9 +74,9 @@ def test_replay_reaches_the_fixed_decision(gt):
     assert t["transfers_used"] == t["transfers_fixed"] == 9
 
 
-def test_a_target_measured_whole_elsewhere_sets_the_partial_replicates_aside(gt):
-    """Two sources measured in lease 1, all three in a later (e.g. CPU) part: the complete
-    target's statistics use the complete replicates only; an incomplete target is unchanged."""
+def test_a_target_measured_wider_elsewhere_sets_the_narrow_replicates_aside(gt):
+    """Two sources measured in lease 1, all three in a later (e.g. CPU) part: the target's
+    statistics use the wider part's replicates only; a target with one replicate is unchanged."""
     gpu = _frame({"a": [1.0, 2.0, 3.0], "b": [0.0, 0.5, 1.0]}).assign(
         replicate=lambda d: "L1s" + d["seed"].astype(str)
     )
@@ -90,7 +90,13 @@ def test_a_target_measured_whole_elsewhere_sets_the_partial_replicates_aside(gt)
     kept, aside = gt.complete_replicates(rows, {"t": ["a", "b", "c"], "u": ["a", "b"]})
     assert aside == {"lora/t": 6}
     assert set(kept.loc[kept["target"] == "t", "replicate"]) == {"Lcpus0", "Lcpus1", "Lcpus2"}
-    assert len(kept[kept["target"] == "u"]) == 2  # no complete replicate: nothing set aside
+    assert len(kept[kept["target"] == "u"]) == 2  # one replicate: nothing set aside
+    # the rule needs no complete target: a wider (still partial) CPU part wins too
+    narrow = gpu[gpu["source"] == "a"].assign(target="v")
+    wide = cpu[cpu["source"] != "c"].assign(target="v")
+    both = pd.concat([narrow, wide], ignore_index=True).assign(method="lora")
+    kept_v, aside_v = gt.complete_replicates(both, {})
+    assert aside_v == {"lora/v": 3} and set(kept_v["replicate"].str[:4]) == {"Lcpu"}
     sig = gt.signal(kept[kept["target"] == "t"], pd.DataFrame(columns=["target", "source", "gain"]),
                     {"t": ["a", "b", "c"]})  # fmt: skip
     assert sig["per_target"]["t"]["complete"]
