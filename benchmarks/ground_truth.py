@@ -575,6 +575,11 @@ def markdown(report: dict, sigs: dict, rows: pd.DataFrame, metrics: list[str]) -
                      f" tune runs with identical dev scores, {v['transfers_in_both_leases']} "
                      "transfers measured in both (identical scores, kept once)"
                      for m, v in report["reproduction"].items()), ""]  # fmt: skip
+    if report.get("set_aside_partial_replicates"):
+        L += ["Set aside (narrower replicates of a target measured more widely in another part; "
+              "not in any figure below): " + ", ".join(
+                  f"{k}: {n} rows" for k, n in report["set_aside_partial_replicates"].items()),
+              ""]  # fmt: skip
     L += ["## Measured transfers", "",
           "| method | target | sources | replicates | complete | pairs with SE | "
           "share \\|gain\\| > 2 SE | seed-to-seed ρ | TaskWeb ρ (sources) |",
