@@ -17,7 +17,7 @@ intervals over targets:
 The backbone scorer (``backbone_kind``, on by default) joins every section that fits a scorer:
 one member, ``backbone_epochs`` epochs, fixed lr 5e-4 (as in
 ``benchmarks/results/affinity_taskweb.md``). On a 2-core CPU one leave-one-target-out fold of it
-on 110 TaskWeb pairs takes about 15 s, so the whole study with the default grid takes tens of
+on 110 TaskWeb pairs takes about 8-15 s, so the whole study with the default grid takes tens of
 minutes; ``backbone_kind=False`` runs the light scorer alone.
 """
 
