@@ -44,16 +44,14 @@ import torch
 from taskscout.backbone import load_backbone
 from taskscout.data import load_task
 from taskscout.encode import encode_task
+from taskscout.evaluation.external import TASKWEB_OVERLAP
 from taskscout.tuning.config import RECIPE_MIN_STEPS, TuneConfig
 from taskscout.tuning.device import cpu_has_fast_bf16
 from taskscout.tuning.run import build_model
 from taskscout.tuning.trainer import train_model
 from taskscout.util import set_torch_threads
 
-TASKWEB12 = [
-    "boolq", "cb", "copa", "cosmos_qa", "imdb", "mrpc",
-    "qnli", "rotten_tomatoes", "rte", "snli", "stsb", "wic",
-]  # fmt: skip
+TASKWEB12 = list(TASKWEB_OVERLAP)
 PROTOCOL = dict(max_train=500, max_dev=1000, min_steps=RECIPE_MIN_STEPS)
 SEEDS = 3
 
@@ -62,7 +60,13 @@ def time_task(task: str, method: str, args) -> dict:
     """Per-step and per-dev-example seconds of ``method`` on ``task`` and the protocol's
     run length for it (a fresh backbone: the methods change the encoder in place)."""
     _, tokenizer, encoder = load_backbone(None)
-    full = load_task(task, data_dir=args.data_dir, seed=0, **_sizes(PROTOCOL))
+    full = load_task(
+        task,
+        data_dir=args.data_dir,
+        seed=0,
+        max_train=PROTOCOL["max_train"],
+        max_dev=PROTOCOL["max_dev"],
+    )
     proto = TuneConfig(method=method, **PROTOCOL).resolved("cpu")
     n_train, n_dev = len(full.train), len(full.dev)
     epochs = proto.epochs_for(n_train)
@@ -98,16 +102,13 @@ def time_task(task: str, method: str, args) -> dict:
     }
 
 
-def _sizes(protocol: dict) -> dict:
-    return {"max_train": protocol["max_train"], "max_dev": protocol["max_dev"]}
-
-
 def campaign_parts(cost: dict[tuple[str, str], float]) -> dict:
     """Core-seconds of the campaign's missing parts (module docstring)."""
+    n_sources = len(TASKWEB12) - 1
     lora = sum(cost[(t, "lora")] for t in TASKWEB12)  # 11 sources + the wic baseline
-    lora_wic = SEEDS * (lora + 11 * cost[("wic", "lora")])
+    lora_wic = SEEDS * (lora + n_sources * cost[("wic", "lora")])
     full = sum(cost[(t, "full")] for t in TASKWEB12)
-    full_rte_cb = SEEDS * (full + 11 * (cost[("rte", "full")] + cost[("cb", "full")]))
+    full_rte_cb = SEEDS * (full + n_sources * (cost[("rte", "full")] + cost[("cb", "full")]))
     return {"lora-wic": round(lora_wic), "full-rte+cb": round(full_rte_cb)}
 
 

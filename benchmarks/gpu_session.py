@@ -29,19 +29,17 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import tarfile
 import time
 from pathlib import Path
 
+from taskscout.evaluation.external import TASKWEB_OVERLAP
+from taskscout.store import backup_copy
 from taskscout.tuning.config import RECIPE_MIN_STEPS
 
-TASKWEB12 = [
-    "boolq", "cb", "copa", "cosmos_qa", "imdb", "mrpc",
-    "qnli", "rotten_tomatoes", "rte", "snli", "stsb", "wic",
-]  # fmt: skip
+TASKWEB12 = list(TASKWEB_OVERLAP)
 SMALL_TARGETS = ["cb", "copa", "rte", "wic"]
 FULL_TARGETS = ["rte", "cb"]
 RECIPE_TASKS = ["sst2", "trec", "rte", "stsb"]
@@ -157,12 +155,6 @@ def phase_recipe(args) -> None:
         _log(args, "recipe", max_train=n, methods=methods, min_steps=budget, **s.to_dict())
 
 
-def _copy_sqlite(src: Path, dst: Path) -> None:
-    """A consistent copy of a live SQLite file (the backup API; no SQL text)."""
-    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
-        a.backup(b)
-
-
 def pack(args, report: dict) -> None:
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,7 +162,7 @@ def pack(args, report: dict) -> None:
     if (pool / "store.sqlite").is_file():
         snap = work / "pool_snapshot"
         (snap / "tensors").mkdir(parents=True, exist_ok=True)
-        _copy_sqlite(pool / "store.sqlite", snap / "store.sqlite")
+        backup_copy(pool / "store.sqlite", snap / "store.sqlite")
         for f in sorted((pool / "tensors").glob("*.safetensors")):
             os.link(f, snap / "tensors" / f.name)
         tar_path = work / "pool.tar"
@@ -185,7 +177,7 @@ def pack(args, report: dict) -> None:
             db = work / name / "store.sqlite"
             if db.is_file():
                 copy = work / f"{name}.sqlite"
-                _copy_sqlite(db, copy)
+                backup_copy(db, copy)
                 tar.add(copy, arcname=f"{name}/store.sqlite")
         for log in sorted(work.glob("*.log")):
             tar.add(log, arcname=f"logs/{log.name}")

@@ -52,13 +52,11 @@ CSV of part 1; prints one JSON line.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import math
 import shlex
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
@@ -79,7 +77,7 @@ from taskscout.evaluation.metrics import spearman
 from taskscout.predictors import Pool
 from taskscout.predictors.features import compute_features, source_prior
 from taskscout.predictors.gain_model import loto_predictions
-from taskscout.store import RunStore
+from taskscout.store import RunStore, backup_copy
 from taskscout.transfer.adaptive import design_cost, race
 from taskscout.transfer.gains import (
     pair_statistics,
@@ -101,15 +99,6 @@ EXPORT = "transfer_campaign_seeds.csv"
 
 
 # ---------------------------------------------------------------- part 1: the per-seed table
-def _copy_sqlite(src: Path, dst: Path) -> None:
-    """A consistent copy of a SQLite file through the backup API (committed WAL pages too)."""
-    with (
-        contextlib.closing(sqlite3.connect(f"file:{src}?mode=ro", uri=True)) as a,
-        contextlib.closing(sqlite3.connect(dst)) as b,
-    ):
-        a.backup(b)
-
-
 def store_sources(campaign: Path, extra: list[str]) -> list[tuple[str, str, Path]]:
     """(lease label, method, SQLite file) of every store to read: the GPU leases' files under
     ``campaign`` that exist, then each ``--extra-store LABEL=PATH`` (a store folder or its
@@ -139,7 +128,7 @@ def campaign_rows(campaign: Path, extra: list[str] = ()) -> tuple[pd.DataFrame, 
         for lease, method, src in store_sources(campaign, list(extra)):
             work = Path(tmp) / f"lease{lease}-{method}"
             work.mkdir()
-            _copy_sqlite(src, work / "store.sqlite")  # with its WAL, if a store is live
+            backup_copy(src, work / "store.sqlite")  # with its WAL, if a store is live
             db = RunStore(work, create=False)
             seeds, warns = per_seed_gains(db, method=method)
             dev[(lease, method)] = {r.run_id: list(r.dev_scores)
@@ -191,13 +180,12 @@ def campaign_rows(campaign: Path, extra: list[str] = ()) -> tuple[pd.DataFrame, 
     return rows.reset_index(drop=True), repro
 
 
-def complete_replicates(rows: pd.DataFrame, all_sources: dict[str, list[str]]):
+def complete_replicates(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     """Per (method, target): when >= 2 replicates share the widest set of sources and that set
     holds every other replicate's sources, only those replicates are kept; the rows of the
     narrower replicates -- e.g. two sources a GPU lease measured before a CPU part measured the
     target with all of them -- are set aside and counted, never averaged in (the two parts ran
-    at different precisions). ``all_sources`` is unused by the rule and kept for the caller's
-    symmetry with :func:`signal`. Returns (rows kept, {method/target: rows set aside})."""
+    at different precisions). Returns (rows kept, {method/target: rows set aside})."""
     keep, aside = [], {}
     for (method, target), grp in rows.groupby(["method", "target"], sort=False):
         have = grp.groupby("replicate")["source"].agg(frozenset)
@@ -209,7 +197,7 @@ def complete_replicates(rows: pd.DataFrame, all_sources: dict[str, list[str]]):
             aside[f"{method}/{target}"] = int((~part).sum())
             grp = grp[part]
         keep.append(grp)
-    return pd.concat(keep).loc[lambda d: d.index.sort_values()], aside
+    return pd.concat(keep).sort_index(), aside
 
 
 # ---------------------------------------------------------------- part 2: is it signal?
@@ -504,7 +492,7 @@ def main(argv=None) -> int:
     # 1
     rows, repro = campaign_rows(Path(args.campaign), args.extra_store)
     rows.to_csv(RESULTS / EXPORT, index=False)
-    rows, aside = complete_replicates(rows, all_sources)
+    rows, aside = complete_replicates(rows)
     # 2
     report: dict = {"benchmark": "ground_truth", "command": command, "reproduction": repro,
                     "methods": {}}  # fmt: skip
@@ -528,10 +516,7 @@ def main(argv=None) -> int:
     # 3
     lora_rows = rows[rows["method"] == "lora"]
     one_lease = lora_rows[lora_rows["target"].isin(lora_complete)]
-    per_target_leases = one_lease.groupby("target")["replicate"].agg(
-        lambda r: r.str.rsplit("s", n=1).str[0].nunique()
-    )
-    if (per_target_leases != 1).any():
+    if one_lease.groupby(["target", "seed"])["replicate"].nunique().max() > 1:  # replay keys
         raise SystemExit("a complete lora target spans two baseline leases; replay needs one")
     report["adaptive"] = [replay(one_lease, lora_complete, start) for start in (2, 3)]
     # 4

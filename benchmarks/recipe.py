@@ -37,7 +37,6 @@ import argparse
 import collections
 import json
 import math
-import shutil
 import sys
 import tempfile
 import time
@@ -56,7 +55,7 @@ from taskscout.backbone import load_backbone
 from taskscout.data import TaskType
 from taskscout.encode import encode_rows
 from taskscout.predictors.logme import target_features
-from taskscout.store import open_store
+from taskscout.store import backup_copy, open_store
 from taskscout.tuning import task_metrics
 from taskscout.tuning.config import TuneConfig
 from taskscout.tuning.methods import build_method
@@ -86,7 +85,7 @@ def copy_store(path: Path, into: Path) -> Path:
         raise SystemExit(f"recipe.py: no store file at {src}")
     root = into / "store"
     root.mkdir()
-    shutil.copyfile(src, root / "store.sqlite")
+    backup_copy(src, root / "store.sqlite")
     return root
 
 

@@ -87,7 +87,7 @@ def test_a_target_measured_wider_elsewhere_sets_the_narrow_replicates_aside(gt):
         replicate=lambda d: "L1s" + d["seed"].astype(str)
     )
     rows = pd.concat([gpu, cpu, other], ignore_index=True).assign(method="lora")
-    kept, aside = gt.complete_replicates(rows, {"t": ["a", "b", "c"], "u": ["a", "b"]})
+    kept, aside = gt.complete_replicates(rows)
     assert aside == {"lora/t": 6}
     assert set(kept.loc[kept["target"] == "t", "replicate"]) == {"Lcpus0", "Lcpus1", "Lcpus2"}
     assert len(kept[kept["target"] == "u"]) == 2  # one replicate: nothing set aside
@@ -95,7 +95,7 @@ def test_a_target_measured_wider_elsewhere_sets_the_narrow_replicates_aside(gt):
     narrow = gpu[gpu["source"] == "a"].assign(target="v")
     wide = cpu[cpu["source"] != "c"].assign(target="v")
     both = pd.concat([narrow, wide], ignore_index=True).assign(method="lora")
-    kept_v, aside_v = gt.complete_replicates(both, {})
+    kept_v, aside_v = gt.complete_replicates(both)
     assert aside_v == {"lora/v": 3} and set(kept_v["replicate"].str[:4]) == {"Lcpu"}
     sig = gt.signal(kept[kept["target"] == "t"], pd.DataFrame(columns=["target", "source", "gain"]),
                     {"t": ["a", "b", "c"]})  # fmt: skip

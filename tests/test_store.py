@@ -671,3 +671,26 @@ def test_json_columns_round_trip_exactly(store: RunStore):
     assert got.config == cfg
     assert got.best_epoch is None and got.checkpoints == {}
     assert json.dumps(got.loss_curve) == json.dumps(rec.loss_curve)  # NaN survives
+
+
+def test_backup_copy_takes_what_a_live_writer_committed(tmp_path):
+    """The copy holds rows still only in the write-ahead log of an open connection; a missing
+    file is a StoreError, and the source is never written."""
+    from taskscout.store import StoreError, backup_copy
+
+    src = tmp_path / "live.sqlite"
+    writer = sqlite3.connect(src)
+    writer.execute("PRAGMA journal_mode = WAL")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")  # keep the rows in the WAL
+    writer.execute("CREATE TABLE t (x INTEGER)")
+    writer.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(5)])
+    writer.commit()
+    assert Path(f"{src}-wal").stat().st_size > 0
+    before = src.read_bytes()
+    out = backup_copy(src, tmp_path / "copy.sqlite")
+    with sqlite3.connect(out) as copy:
+        assert copy.execute("SELECT count(*) FROM t").fetchone()[0] == 5
+    assert src.read_bytes() == before
+    writer.close()
+    with pytest.raises(StoreError, match="no SQLite file"):
+        backup_copy(tmp_path / "missing.sqlite", tmp_path / "x.sqlite")

@@ -11,6 +11,7 @@
 All SQL of the store lives in this package; code elsewhere uses the methods.
 """
 
+from taskscout.store.connection import backup_copy
 from taskscout.store.errors import CorruptTensorError, StoreError
 from taskscout.store.records import (
     CHECKPOINT_KINDS,
@@ -37,5 +38,6 @@ __all__ = [
     "StoreError",
     "TransferRecord",
     "TransferTable",
+    "backup_copy",
     "open_store",
 ]

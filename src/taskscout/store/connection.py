@@ -9,7 +9,7 @@ from pathlib import Path
 
 from taskscout.store.errors import StoreError
 
-__all__ = ["BUSY_TIMEOUT_MS", "connect", "enable_wal", "write_transaction"]
+__all__ = ["BUSY_TIMEOUT_MS", "backup_copy", "connect", "enable_wal", "write_transaction"]
 
 BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another process's write lock
 
@@ -30,6 +30,21 @@ def connect(db_path: Path, what: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def backup_copy(src: str | Path, dst: str | Path) -> Path:
+    """A consistent copy of the SQLite file ``src`` at ``dst`` through SQLite's backup API:
+    what a live writer has committed (its write-ahead log included) and nothing half-written;
+    ``src`` is opened read-only. Returns ``dst``; :class:`StoreError` if ``src`` is no file."""
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise StoreError(f"no SQLite file at {src}")
+    with (
+        contextlib.closing(sqlite3.connect(f"{src.resolve().as_uri()}?mode=ro", uri=True)) as a,
+        contextlib.closing(sqlite3.connect(dst)) as b,
+    ):
+        a.backup(b)
+    return dst
 
 
 def enable_wal(conn: sqlite3.Connection, what: str) -> None:
