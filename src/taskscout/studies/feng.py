@@ -164,10 +164,11 @@ def feng_study(
         rep.heading("2. Ablations: training pairs M and beta")
         grid = [(m, 1.0) for m in m_values] + [(None, b) for b in betas]
         grid = list(dict.fromkeys(grid))  # M=all beta=1 once
+        n_kinds = len(_scorers(inp, 1, bb_epochs))
         frames = []
         start = time.perf_counter()
         with make_progress(inp.progress, extra=False) as bar:
-            job = bar.add_task("ablations", total=len(grid) * (1 + backbone_kind))
+            job = bar.add_task("ablations", total=len(grid) * n_kinds)
             for m, beta in grid:
                 # one member each: the grid compares settings, not ensembles
                 for kind, cfg in _scorers(inp, 1, bb_epochs, beta=beta):
@@ -191,7 +192,7 @@ def feng_study(
             f"One scorer per setting and kind (1 member, seed {inp.seed}); M = training pairs "
             f"sampled per fold (all = {n_train} with {len(tasks)} tasks); beta = the smooth-L1 "
             f"threshold in z units of the training gains. {len(grid)} settings x "
-            f"{1 + backbone_kind} kind(s), {time.perf_counter() - start:.0f} s."
+            f"{n_kinds} kind(s), {time.perf_counter() - start:.0f} s."
         )
         show(rep, abl, fig_id="fig-ablations", title="ablations of M and beta")
 
