@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 from pathlib import Path
 
@@ -170,6 +171,31 @@ def test_rank_over_a_pool(pool_store, tiny_backbone):
         )
     with pytest.raises(ValueError, match=r"no run in store .* for source\(s\) \['qnli'"):
         api.rank("mnli", store=root, backbone=str(tiny_backbone), sources=["qnli"])
+
+
+def test_calls_given_a_path_close_the_store_they_open(tmp_path, tiny_backbone):
+    """A store opened from a path is closed before the call returns (a RunStore sits in a
+    reference cycle: left open, its connection and -wal file would wait on the cyclic
+    collector); one passed in already open is the caller's and stays open."""
+    root = tmp_path / "store"
+    wal = root / "store.sqlite-wal"
+    gc.collect()
+    gc.disable()
+    try:
+        for task in ("mnli", "snli"):
+            tune(task, root, tiny_backbone)
+            assert not wal.exists()
+        api.embed("mnli", store=root, backbone=str(tiny_backbone))
+        assert not wal.exists()
+        api.rank("mnli", store=root, backbone=str(tiny_backbone), predictor="tupate")
+        assert not wal.exists()
+        api.predict(["mnli"], store=root, backbone=str(tiny_backbone), predictors="datasize")
+        assert not wal.exists()
+        with RunStore(root) as db:
+            api.rank("mnli", store=db, backbone=str(tiny_backbone), predictor="tupate")
+            assert db.find_runs(task="mnli")  # still open: the caller's
+    finally:
+        gc.enable()
 
 
 def test_rank_refuses_sources_of_another_backbone(tmp_path, tiny_backbone, tiny_backbone_h48):

@@ -29,7 +29,7 @@ from taskscout.predictors.ranking import (
     rank_sources,
     split_options,
 )
-from taskscout.store import RunRecord, Store, open_store
+from taskscout.store import RunRecord, Store, closing_unless_given, open_store
 from taskscout.tuning.config import CHECKPOINTS, TuneConfig, checkpoint_kind
 from taskscout.tuning.methods import get_method
 from taskscout.tuning.run import tune_into_store
@@ -71,10 +71,10 @@ def tune(
     task_options, tuning = split_options(options)
     config = TuneConfig.from_options(**tuning)  # bad options fail here, before any work
     data = task if isinstance(task, TaskData) else config.load(task, seed, **task_options)
-    db = open_store(store)  # after the data is read: bad data creates no store
-    return tune_into_store(
-        data, config, db, seed=seed, device=device, threads=threads, progress=progress
-    )
+    with closing_unless_given(open_store(store), store) as db:  # after the data: none if bad
+        return tune_into_store(
+            data, config, db, seed=seed, device=device, threads=threads, progress=progress
+        )
 
 
 def embed(
@@ -101,13 +101,14 @@ def embed(
     explicit = {k: v for k, v in tune_options.items() if v is not None}
     tuning_args = set(explicit) - {"data_dir", "progress", "threads", "device"}
     if run_id is not None or (not tuning_args and not is_data_path(name)):
-        db = open_store(store, create=False)
-        backbone_id = resolve_backbone(backbone).backbone_id
-        run = stored_run(db, None if is_data_path(name) else name, method, backbone_id, run_id)
-        if run is not None:
-            return embedding_of_run(db, run, checkpoint, layer_reduce)
+        with closing_unless_given(open_store(store, create=False), store) as db:
+            backbone_id = resolve_backbone(backbone).backbone_id
+            run = stored_run(db, None if is_data_path(name) else name, method, backbone_id, run_id)
+            if run is not None:
+                return embedding_of_run(db, run, checkpoint, layer_reduce)
     run = tune(task, store=store, method=method, backbone=backbone, **explicit)
-    return embedding_of_run(open_store(store), run, checkpoint, layer_reduce)
+    with closing_unless_given(open_store(store), store) as db:
+        return embedding_of_run(db, run, checkpoint, layer_reduce)
 
 
 def rank(
@@ -148,30 +149,31 @@ def rank(
     scorer_obj = get_predictor(name, **({"scorer": scorer} if scorer is not None else {}))
     tuning = {**pool_defaults(store, pool, backbone), **tuning}  # the user's options win
     config = TuneConfig.from_options(method=method, backbone=backbone, data_dir=data_dir, **tuning)
-    pool_obj = Pool(
-        open_pool(store, pool, create=tune_target),
-        resolve_backbone(backbone).backbone_id,
-        checkpoint=checkpoint,
-        layer_reduce=get_method(method).embedding_reduce(layer_reduce),
-        data_dir=data_dir,
-        progress=progress,
-    )
-    target_ = prepare_target(
-        pool_obj.store,
-        target,
-        scorer_obj,
-        config,
-        backbone_id=pool_obj.backbone,
-        seed=seed,
-        task_options=task_options,
-        allow_tune=tune_target,
-        device=device,
-        threads=threads,
-        progress=progress,
-    )
-    if target_.data is not None:
-        pool_obj.tasks[target_.name] = target_.data
-    return rank_sources(scorer_obj, pool_obj, target_.name, sources)
+    with closing_unless_given(open_pool(store, pool, create=tune_target), store, pool) as db:
+        pool_obj = Pool(
+            db,
+            resolve_backbone(backbone).backbone_id,
+            checkpoint=checkpoint,
+            layer_reduce=get_method(method).embedding_reduce(layer_reduce),
+            data_dir=data_dir,
+            progress=progress,
+        )
+        target_ = prepare_target(
+            pool_obj.store,
+            target,
+            scorer_obj,
+            config,
+            backbone_id=pool_obj.backbone,
+            seed=seed,
+            task_options=task_options,
+            allow_tune=tune_target,
+            device=device,
+            threads=threads,
+            progress=progress,
+        )
+        if target_.data is not None:
+            pool_obj.tasks[target_.name] = target_.data
+        return rank_sources(scorer_obj, pool_obj, target_.name, sources)
 
 
 def predict(
@@ -207,14 +209,15 @@ def predict(
     )
     for name in names or []:
         get_predictor(name, **(predictor_options or {}).get(name, {}))  # unknown: error now
-    pool = Pool(
-        open_pool(store, create=False, backbone=backbone),
-        resolve_backbone(backbone).backbone_id,
-        checkpoint=checkpoint,
-        data_dir=data_dir,
-        tasks=dict(tasks or {}),
-        progress=progress,
-    )
-    return predict_scores(
-        pool, targets, names, sources=sources, predictor_options=predictor_options
-    )
+    with closing_unless_given(open_pool(store, create=False, backbone=backbone), store) as db:
+        pool = Pool(
+            db,
+            resolve_backbone(backbone).backbone_id,
+            checkpoint=checkpoint,
+            data_dir=data_dir,
+            tasks=dict(tasks or {}),
+            progress=progress,
+        )
+        return predict_scores(
+            pool, targets, names, sources=sources, predictor_options=predictor_options
+        )

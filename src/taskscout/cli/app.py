@@ -20,6 +20,7 @@ from taskscout.cli import (
     transfer,
     tuning,
 )
+from taskscout.cli.common import close_command_stores
 
 app = typer.Typer(
     add_completion=False,
@@ -27,6 +28,13 @@ app = typer.Typer(
     help="Which source task should your low-resource target train on first? "
     "Tune, embed and rank tasks by their tuned parameters.",
 )
+
+
+@app.callback()
+def _command_scope(ctx: typer.Context) -> None:
+    # runs before every command: the stores it opens are closed when it ends
+    ctx.call_on_close(close_command_stores)
+
 
 tasks.register(app)  # tasks
 tuning.register(app)  # tune, embed

@@ -284,10 +284,30 @@ def check_epochs(epochs: int | None, early_epochs: int | None) -> None:
         )
 
 
-def open_store(path: Path | str) -> RunStore:
-    """An EXISTING run store (read-only commands never create one): StoreError
-    ``no run store at ...`` otherwise."""
-    return RunStore(path, create=False)
+def open_store(path: Path | str, *, create: bool = False) -> RunStore:
+    """The run store at ``path``: an EXISTING one unless ``create`` (read-only commands never
+    create one): StoreError ``no run store at ...`` otherwise. It is closed when the command
+    ends (:func:`close_when_command_ends`)."""
+    return close_when_command_ends(RunStore(path, create=create))
+
+
+#: what the running command opened, closed when it ends (the root app's callback calls
+#: :func:`close_command_stores` on its context's close)
+_COMMAND_STORES = contextlib.ExitStack()
+
+
+def close_when_command_ends(db: RunStore) -> RunStore:
+    """``db``, closed when the running command ends: no SQLite connection (nor its -wal/-shm
+    files) outlives the command waiting on the garbage collector, since a RunStore sits in a
+    reference cycle. A command function called outside the CLI leaves it to its caller."""
+    _COMMAND_STORES.callback(db.close)
+    return db
+
+
+def close_command_stores() -> None:
+    """Close every store the command opened through :func:`open_store` (the stack is reusable:
+    the next command in the same process starts empty)."""
+    _COMMAND_STORES.close()
 
 
 # --------------------------------------------------------------------------------------------

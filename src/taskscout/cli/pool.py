@@ -46,7 +46,6 @@ from taskscout.pools import (
     pool_info,
     standard_pool_summary,
 )
-from taskscout.store import RunStore
 from taskscout.tuning.config import TuneConfig
 
 app = typer.Typer(no_args_is_help=True, help="Build, inspect, import into and export a pool.")
@@ -99,7 +98,7 @@ def build(
             )
         )
         summary = build_pool(
-            RunStore(store),
+            open_store(store, create=True),
             csv_list(tasks),
             csv_list(methods),
             settings,

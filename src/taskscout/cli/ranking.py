@@ -42,6 +42,7 @@ from taskscout.cli.common import (
     TokensColOpt,
     TypeOpt,
     check_epochs,
+    close_when_command_ends,
     csv_list,
     err,
     flag,
@@ -53,7 +54,6 @@ from taskscout.cli.common import (
 )
 from taskscout.cli.report import ReportOpt, check_report_path, rank_report
 from taskscout.pools import standard_store
-from taskscout.store import RunStore
 
 PREDICTOR_HELP = (
     "gain-model (default: predicted gain with a 90% interval, from LogME, -delta TuPaTE, "
@@ -131,7 +131,7 @@ def rank(
     with guard():
         check_report_path(report)
         # no --pool: api.rank opens the standard pool's copy
-        db = None if store is None else RunStore(store) if tune_target else open_store(store)
+        db = None if store is None else open_store(store, create=tune_target)
         df = api.rank(
             target,
             store=db,
@@ -182,7 +182,7 @@ def rank(
                 df,
                 target=target,
                 predictor=label,
-                db=standard_store() if db is None else db,
+                db=close_when_command_ends(standard_store()) if db is None else db,
                 backbone=backbone,
                 checkpoint=checkpoint,
                 method=method,

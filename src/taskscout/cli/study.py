@@ -46,8 +46,8 @@ def _inputs(
 ):
     if threads is not None:  # every step of the study (fits too), not only the re-tunes
         set_torch_threads(threads)
-    with store_copy(store) as copy:  # opening a store may touch it: read a copy
-        db = RunStore(copy, create=False)
+    # opening a store may touch it: read a copy
+    with store_copy(store) as copy, RunStore(copy, create=False) as db:
         tasks = db.task_names(backbone=resolve_backbone(backbone).backbone_id)
     gold_df, desc = resolve_gold(gold, taskweb_dir, setting, tasks, required=True)
     return StudyInputs(

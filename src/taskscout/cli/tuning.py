@@ -52,7 +52,6 @@ from taskscout.cli.common import (
     out,
     precision_option,
 )
-from taskscout.store import RunStore
 
 TaskArg = Annotated[str, typer.Argument(help="Catalog task name, data file/folder, or hf:<name>.")]
 
@@ -225,7 +224,7 @@ def embed(
     with guard():
         # reading a stored run never creates a store; tuning a new one may
         tunes = bool(tuning or task_opts) or (run_id is None and Path(task).exists())
-        db = RunStore(store) if tunes else open_store(store)
+        db = open_store(store, create=tunes)
         emb = api.embed(
             task,
             method=method,

@@ -21,7 +21,7 @@ from taskscout.store.records import (
     RunRecord,
     TransferRecord,
 )
-from taskscout.store.runstore import RunStore, Store, open_store
+from taskscout.store.runstore import RunStore, Store, closing_unless_given, open_store
 from taskscout.store.schema import SCHEMA_VERSION
 from taskscout.store.transfers import TransferTable
 
@@ -39,5 +39,6 @@ __all__ = [
     "TransferRecord",
     "TransferTable",
     "backup_copy",
+    "closing_unless_given",
     "open_store",
 ]

@@ -32,7 +32,7 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -866,6 +866,18 @@ class RunStore:
 
 #: A run store given as a path or already open.
 Store = str | os.PathLike | RunStore
+
+
+@contextlib.contextmanager
+def closing_unless_given(db: RunStore, *given: object) -> Iterator[RunStore]:
+    """``db`` for a ``with`` block, closed when the block ends unless it is one of ``given``
+    (the caller passed it in already open: its owner closes it). A function that opens a store
+    from a path thus leaves no SQLite connection behind for the garbage collector."""
+    try:
+        yield db
+    finally:
+        if not any(db is g for g in given):
+            db.close()
 
 
 def open_store(store: Store | None, pool: Store | None = None, *, create: bool = True) -> RunStore:
