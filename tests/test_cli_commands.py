@@ -169,6 +169,13 @@ def test_transfer_then_gains(tmp_path, tiny_backbone):
     ]
     matrix = invoke("gains", "--store", store, "--method", "lora")
     assert matrix.exit_code == 0 and "transfer gain" in matrix.stdout
+    # a plan with a task never measured: the estimate rests on the measured runs, names it
+    wider = ["transfer", "--targets", "mnli,snli,sms_spam", "--method", "lora", "--store", store]
+    plan = invoke(*wider, "--backbone", tiny_backbone, *small, "--batch-size", 8, "--dry-run")
+    assert plan.exit_code == 0, plan.output
+    text = flat(plan.stderr)
+    assert "time estimate: ~" in text and "from 4 measured run(s)" in text, text
+    assert "never measured with these settings, counted at the mean: sms_spam" in text, text
 
 
 def test_runs_delete_by_id_and_by_task(tmp_path, tiny_backbone):
