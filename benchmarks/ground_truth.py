@@ -77,6 +77,7 @@ from taskscout.evaluation.metrics import spearman
 from taskscout.predictors import Pool
 from taskscout.predictors.features import compute_features, source_prior
 from taskscout.predictors.gain_model import loto_predictions
+from taskscout.report.intervals import bootstrap_summary
 from taskscout.store import RunStore, backup_copy
 from taskscout.transfer.adaptive import design_cost, race
 from taskscout.transfer.gains import (
@@ -533,10 +534,8 @@ def main(argv=None) -> int:
     report["predictors"] = {
         "gold": "lora mean gains of " + ",".join(lora_complete),
         "per_target": per_target.to_dict("records"),
-        "mean": per_target.groupby("predictor", sort=False)[metrics]
-        .mean()
-        .reset_index()
-        .to_dict("records"),
+        # mean over targets with a 90 % percentile bootstrap interval over targets
+        "mean": bootstrap_summary(per_target, metrics).to_dict("records"),
         "notes": notes,
     }
     report["wall_s"] = round(time.perf_counter() - t_start, 1)
@@ -632,13 +631,15 @@ def markdown(report: dict, sigs: dict, rows: pd.DataFrame, metrics: list[str]) -
                  + " | ".join(_f(r[m]) for m in metrics) + " |")  # fmt: skip
     L += [
         "",
-        "Mean over targets (each predictor over the targets it scores):",
+        "Mean over targets (each predictor over the targets it scores) [90 % bootstrap "
+        "interval over targets; with 4 targets, wide]:",
         "",
-        "| predictor | " + " | ".join(metrics) + " |",
-        "|---|" + "---:|" * len(metrics),
+        "| predictor | targets | " + " | ".join(metrics) + " |",
+        "|---|---:|" + "---:|" * len(metrics),
     ]
     for r in pr["mean"]:
-        L.append(f"| {r['predictor']} | " + " | ".join(_f(r[m]) for m in metrics) + " |")
+        cells = [f"{_f(r[m])} [{_f(r[f'{m} lo'])}, {_f(r[f'{m} hi'])}]" for m in metrics]
+        L.append(f"| {r['predictor']} | {r['n_targets']} | " + " | ".join(cells) + " |")
     if pr["notes"]:
         L += ["", "Notes: " + "; ".join(f"{k}: {v}" for k, v in pr["notes"].items())]
     L += ["", f"Per-seed rows: `benchmarks/results/{EXPORT}` ({len(rows)} transfers). "
