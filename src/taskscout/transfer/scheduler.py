@@ -231,18 +231,22 @@ class Estimate(NamedTuple):
 def estimate_seconds(db: RunStore, plan: MatrixPlan, workers: int) -> Estimate:
     """The wall time the pending runs of ``plan`` take on ``workers`` (:class:`Estimate`).
 
-    A run of target t is assumed to cost what t's measured runs with these settings cost
-    (transfer and tune runs train the same data for the same epochs); tasks never measured
-    get the mean over measured tasks, and are named, since a task's cost can be many times
-    the mean (a lora run of cosmos_qa, 4 choices of ~100 tokens, costs 27x one of wic)."""
+    A run of task t is assumed to cost what t's measured runs with these settings cost
+    (transfer and tune runs train the same data for the same epochs): its transfers as the
+    target, and its tune runs, of this plan or of any seed a transfer with these settings
+    used. Tasks never measured get the mean over measured tasks, and are named, since a
+    task's cost can be many times the mean (a lora run of cosmos_qa, 4 choices of ~100
+    tokens, costs 27x one of wic)."""
     shash = plan.settings.settings_hash()
     per_task: dict[str, list[float]] = {}
+    tune_ids = set(plan.run_ids.values())
     for rec in db.transfers.find(settings_hash=shash):
         per_task.setdefault(rec.target, []).append(float(rec.config.get("job_s", rec.wall_time_s)))
-    for (task, _seed), run_id in plan.run_ids.items():
+        tune_ids |= {rec.source_run_id, rec.baseline_run_id} - {""}
+    for run_id in sorted(tune_ids):
         run = db.get_run(run_id)
         if run is not None and run.status == "complete":
-            per_task.setdefault(task, []).append(float(run.wall_time_s))
+            per_task.setdefault(run.task, []).append(float(run.wall_time_s))
     measured = sum(len(v) for v in per_task.values())
     pending = plan.tune_jobs + plan.transfer_jobs
     unmeasured = tuple(sorted({j.task for j in pending} - set(per_task)))
