@@ -24,17 +24,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-HERE = Path(__file__).resolve().parent
-
-
-def _tune_speed():
-    """``benchmarks/tune_speed.py`` as a module (it builds our model on the real task)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("tune_speed", HERE / "tune_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from train_efficiency import _tune_speed  # this script's folder is on sys.path
 
 
 def main() -> None:
@@ -59,7 +49,7 @@ def main() -> None:
     from taskscout.tuning.trainer import autocast_context, make_optimizer
 
     torch.set_num_threads(args.threads)
-    ts = _tune_speed()
+    ts = _tune_speed()  # builds our model on the real task
     ns = SimpleNamespace(
         task=args.task,
         data_dir=args.data_dir,
