@@ -35,6 +35,8 @@ Parts:
    Spearman of the mean gains with TaskWeb ``ALL(avg)`` (sources in both). The same three
    figures for the old prompt matrix (all its targets, and only the campaign's targets), and
    the issue's goals (seed-to-seed >= 0.5, >= 40 % of pairs |gain| > 2 SE, TaskWeb >= 0.3).
+   Where a method has an unfinished target, the goals also over the part measured so far:
+   each target with >= 2 replicates, on the sources measured in every replicate (>= 3).
 3. Adaptive seeds replayed on the measured per-seed gains with the library's racing rule
    (:func:`taskscout.transfer.adaptive.race`; its ``measure`` looks the runs up instead of
    training), seeds 0, 1, 2, start 2 and 3 seeds.
@@ -289,6 +291,19 @@ def permutation_p(wides: list[np.ndarray], observed: float, n: int = 2000, seed:
     return (hits + 1) / (n + 1)
 
 
+def in_every_replicate(frame: pd.DataFrame, min_sources: int = 3) -> dict[str, list[str]]:
+    """Per target with >= 2 replicates: the sources measured in every one of them, kept when
+    there are at least ``min_sources`` (a Spearman over fewer says nothing). What the goals can
+    rest on while a target's campaign is still under way (e.g. one source not yet measured)."""
+    out = {}
+    for t, grp in frame.groupby("target", sort=True):
+        wide = grp.pivot(index="source", columns="replicate", values="gain")
+        common = sorted(wide.dropna().index)
+        if wide.shape[1] >= 2 and len(common) >= min_sources:
+            out[t] = common
+    return out
+
+
 def goals(sig: dict) -> dict:
     """Each issue goal: value, the number of targets (or pairs) it rests on, met or not."""
     out = {}
@@ -505,6 +520,16 @@ def main(argv=None) -> int:
         sigs[method] = sig
         report["methods"][method] = {k: v for k, v in sig.items() if k != "pairs"}
         report["methods"][method]["goals"] = goals(sig)
+        common = in_every_replicate(frame)
+        if set(common) != set(sig["complete_targets"]):  # an unfinished target: its part so far
+            keep = frame.set_index(["target", "source"]).index.isin(
+                [(t, s) for t, srcs in common.items() for s in srcs]
+            )
+            sig_c = signal(frame[keep], taskweb, common)
+            report["methods"][method]["in_every_replicate"] = {
+                "sources": common,
+                "goals": goals(sig_c),
+            }
     prompt = pd.read_csv(args.prompt_seeds).assign(replicate=lambda d: "s" + d["seed"].astype(str))
     sig_p = signal(prompt, taskweb, all_sources)
     lora_complete = sigs["lora"]["complete_targets"] if "lora" in sigs else []
@@ -592,6 +617,11 @@ def markdown(report: dict, sigs: dict, rows: pd.DataFrame, metrics: list[str]) -
 
     for m, r in report["methods"].items():
         L.append(f"| campaign {m} | {cells(r['goals'])} |")
+        if "in_every_replicate" in r:
+            part = r["in_every_replicate"]
+            what = ", ".join(f"{t} {len(s)}" for t, s in part["sources"].items())
+            L.append(f"| campaign {m}, sources measured in every replicate ({what}) | "
+                     f"{cells(part['goals'])} |")  # fmt: skip
     pm = report["prompt_matrix"]
     L.append(f"| old prompt matrix, all targets | {cells(pm['all_targets']['goals'])} |")
     L.append(f"| old prompt matrix, campaign targets | {cells(pm['campaign_targets']['goals'])} |")

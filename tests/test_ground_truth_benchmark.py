@@ -65,6 +65,22 @@ def test_signal_counts_agreement_and_intervals(gt):
     assert math.isnan(gt.signal(partial, taskweb, {"t": sources})["seed_to_seed"])
 
 
+def test_an_unfinished_target_counts_on_the_sources_measured_in_every_replicate(gt):
+    """d is missing from one replicate: the part so far is a, b, c in all three; a target with
+    one replicate, or fewer than 3 common sources, has no such part."""
+    sources = ["a", "b", "c", "d"]
+    frame = _frame({s: [i, i + 0.5, i - 0.5] for i, s in enumerate(sources)})
+    frame = frame[~((frame["source"] == "d") & (frame["seed"] == 2))]
+    one_rep = _frame({"a": [1.0], "b": [2.0], "c": [3.0]}, target="u")
+    two_common = _frame({"a": [1.0, 2.0], "b": [2.0, 1.0], "c": [3.0, math.nan]}, target="v")
+    both = pd.concat([frame, one_rep, two_common.dropna()])
+    assert gt.in_every_replicate(both) == {"t": ["a", "b", "c"]}
+    part = frame[frame["source"] != "d"]
+    taskweb = pd.DataFrame({"target": "t", "source": sources, "gain": [0.0, 1.0, 2.0, 3.0]})
+    sig = gt.signal(part, taskweb, gt.in_every_replicate(both))
+    assert sig["complete_targets"] == ["t"] and sig["seed_to_seed"] == pytest.approx(1.0)
+
+
 def test_replay_reaches_the_fixed_decision(gt):
     frame = _frame({"a": [5.0, 5.2, 4.9], "b": [0.0, 0.1, -0.1], "c": [4.8, 5.5, 4.0]})
     out = gt.replay(frame, ["t"], start=2)
