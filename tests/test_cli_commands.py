@@ -175,7 +175,10 @@ def test_transfer_then_gains(tmp_path, tiny_backbone):
     assert plan.exit_code == 0, plan.output
     text = flat(plan.stderr)
     assert "time estimate: ~" in text and "from 4 measured run(s)" in text, text
-    assert "never measured with these settings, counted at the mean: sms_spam" in text, text
+    assert (
+        "never measured with these settings, scaled from the measured tasks by their "
+        "tokens x epochs: sms_spam" in text
+    ), text
     # another seed of the measured tasks: their seed-0 runs stand for them
     small_1 = [*small[: small.index("--seeds")], "--seeds", 1, "--min-steps", 0]
     other = invoke(*args, "--backbone", tiny_backbone, *small_1, "--batch-size", 8, "--dry-run")
