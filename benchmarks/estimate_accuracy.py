@@ -2,7 +2,7 @@
 left out in turn, predicted from the others' runs by its work (``taskscout.transfer.cost``).
 
     PYTHONPATH=src python benchmarks/estimate_accuracy.py --data-dir ../shared/data \
-        benchmarks/results/cpu_2026-11-30/wic-full/store.sqlite
+        benchmarks/results/cpu_2026-11-30/full/store.sqlite
 
 For each store (read-only): every complete tune run's own training time (``config.job_s``,
 else its wall time), averaged per task; the task's work ``run_work`` under the store's

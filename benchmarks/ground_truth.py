@@ -223,6 +223,9 @@ def signal(frame: pd.DataFrame, taskweb: pd.DataFrame, all_sources: dict[str, li
         rhos = [spearman(full[a].to_numpy(), full[b].to_numpy())
                 for a, b in itertools.combinations(reps, 2)]  # fmt: skip
         rho = float(np.nanmean(rhos)) if complete and np.isfinite(rhos).any() else math.nan
+        # the same over the sources measured in every replicate, complete or not (>= 3)
+        rho_common = (float(np.nanmean(rhos)) if len(reps) >= 2 and len(full) >= 3
+                      and np.isfinite(rhos).any() else math.nan)  # fmt: skip
         p = pairs[pairs["target"] == t].set_index("source")
         multi = p[p["n_seeds"] >= 2]
         over = (multi["gain"].abs() > 2 * multi["gain_se"]).to_numpy()
@@ -237,6 +240,8 @@ def signal(frame: pd.DataFrame, taskweb: pd.DataFrame, all_sources: dict[str, li
             "pairs_with_se": len(multi),
             "share_over_2se": float(over.mean()) if len(multi) else math.nan,
             "seed_to_seed": rho,
+            "seed_to_seed_in_every_replicate": rho_common,
+            "sources_in_every_replicate": len(full),
             "seed_to_seed_per_pair": [float(r) for r in rhos] if complete else [],
             "taskweb_spearman": rho_tw,
             "taskweb_sources": len(both),
@@ -591,13 +596,15 @@ def markdown(report: dict, sigs: dict, rows: pd.DataFrame, metrics: list[str]) -
               ""]  # fmt: skip
     L += ["## Measured transfers", "",
           "| method | target | sources | replicates | complete | pairs with SE | "
-          "share \\|gain\\| > 2 SE | seed-to-seed ρ | TaskWeb ρ (sources) |",
-          "|---|---|---:|---:|---|---:|---:|---:|---:|"]  # fmt: skip
+          "share \\|gain\\| > 2 SE | seed-to-seed ρ | seed-to-seed ρ, sources in every "
+          "replicate | TaskWeb ρ (sources) |",
+          "|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for m, r in report["methods"].items():
         for t, v in r["per_target"].items():
             L.append(f"| {m} | {t} | {v['sources']} | {v['replicates']} | {v['complete']} | "
                      f"{v['pairs_with_se']} | {_f(v['share_over_2se'], 2)} | "
-                     f"{_f(v['seed_to_seed'])} | {_f(v['taskweb_spearman'])} "
+                     f"{_f(v['seed_to_seed'])} | {_f(v['seed_to_seed_in_every_replicate'])} "
+                     f"({v['sources_in_every_replicate']}) | {_f(v['taskweb_spearman'])} "
                      f"({v['taskweb_sources']}) |")  # fmt: skip
     L += ["", "## Goals (issue 11)", "",
           "| data | seed-to-seed ρ ≥ 0.5 | share \\|gain\\| > 2 SE ≥ 40 % | TaskWeb ρ ≥ 0.3 |",

@@ -62,7 +62,12 @@ def test_signal_counts_agreement_and_intervals(gt):
     assert 0 < sig["seed_to_seed_perm_p"] < 0.1
     # a source missing in one replicate makes the target incomplete: no seed-to-seed figure
     partial = same[~((same["source"] == "d") & (same["seed"] == 2))]
-    assert math.isnan(gt.signal(partial, taskweb, {"t": sources})["seed_to_seed"])
+    sig_partial = gt.signal(partial, taskweb, {"t": sources})
+    assert math.isnan(sig_partial["seed_to_seed"])
+    # ... but the per-target figure over the sources in every replicate (a, b, c) is there
+    part = sig_partial["per_target"]["t"]
+    assert part["sources_in_every_replicate"] == 3
+    assert part["seed_to_seed_in_every_replicate"] == pytest.approx(1.0)
 
 
 def test_an_unfinished_target_counts_on_the_sources_measured_in_every_replicate(gt):
