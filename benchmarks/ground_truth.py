@@ -45,7 +45,9 @@ Parts:
    (LOTO), source prior from TaskWeb (LOTO), LogME, tupate-lora-delta, the ``gain-model``
    refitted on TaskWeb without the held-out target (``loto_predictions``, as
    ``default_predictor.py``), optionally the affinity scorers (``--affinity``) fitted
-   leave-one-target-out on these gains.
+   leave-one-target-out on these gains. The same scores also against ``full``'s mean gains
+   on the targets it measured with 3 seeds (the sources in every seed) that are complete
+   lora targets.
 
 Writes ``results/ground_truth.json`` / ``.md``, the predictors' scores ``_scores.csv`` and the
 CSV of part 1; prints one JSON line.
@@ -589,6 +591,24 @@ def main(argv=None) -> int:
         "mean": bootstrap_summary(per_target, metrics).to_dict("records"),
         "notes": notes,
     }
+    # the same scores (fitted without the target, on the other lora targets) against full's
+    # mean gains on the targets it measured with 3 seeds that are also complete lora targets
+    both = [t for t in full_targets if t in lora_complete]
+    if both:
+        fperf = full_rows.groupby(["target", "source"])["score"].mean().rename("performance")
+        fgold = sigs["full"]["pairs"]
+        fgold = fgold[fgold.apply(lambda r: r["target"] in both and r["source"] in common[
+            r["target"]], axis=1)].merge(fperf.reset_index(), on=["target", "source"])[
+            ["target", "source", "gain", "performance"]]  # fmt: skip
+        fscores = scores.merge(fgold[["target", "source"]], on=["target", "source"])
+        per_full = evaluate(fgold, fscores)[["predictor", "target", "n_sources", *metrics]]
+        report["predictors_full"] = {
+            "gold": "full mean gains of "
+            + ",".join(both)
+            + " (sources in every seed); scores as for the lora gold",
+            "per_target": per_full.to_dict("records"),
+            "mean": bootstrap_summary(per_full, metrics).to_dict("records"),
+        }
     report["wall_s"] = round(time.perf_counter() - t_start, 1)
 
     out = Path(args.out)
@@ -704,6 +724,20 @@ def markdown(report: dict, sigs: dict, rows: pd.DataFrame, metrics: list[str]) -
         L.append(f"| {r['predictor']} | {r['n_targets']} | " + " | ".join(cells) + " |")
     if pr["notes"]:
         L += ["", "Notes: " + "; ".join(f"{k}: {v}" for k, v in pr["notes"].items())]
+    if "predictors_full" in report:
+        pf = report["predictors_full"]
+        L += ["", f"## Predictors against the measured gains ({pf['gold']})", "",
+              "| predictor | target | n | " + " | ".join(metrics) + " |",
+              "|---|---|---:|" + "---:|" * len(metrics)]  # fmt: skip
+        for r in pf["per_target"]:
+            L.append(f"| {r['predictor']} | {r['target']} | {r['n_sources']} | "
+                     + " | ".join(_f(r[m]) for m in metrics) + " |")  # fmt: skip
+        L += ["", "Mean over these targets [90 % bootstrap interval over targets]:", "",
+              "| predictor | targets | " + " | ".join(metrics) + " |",
+              "|---|---:|" + "---:|" * len(metrics)]  # fmt: skip
+        for r in pf["mean"]:
+            cells = [f"{_f(r[m])} [{_f(r[f'{m} lo'])}, {_f(r[f'{m} hi'])}]" for m in metrics]
+            L.append(f"| {r['predictor']} | {r['n_targets']} | " + " | ".join(cells) + " |")
     L += ["", f"Per-seed rows: `benchmarks/results/{EXPORT}` ({len(rows)} transfers). "
           f"Wall {report['wall_s']} s.", ""]  # fmt: skip
     return "\n".join(L)
