@@ -242,8 +242,8 @@ def estimate_seconds(db: RunStore, plan: MatrixPlan, workers: int) -> Estimate:
     tokens x epochs) times the measured tasks' median seconds per unit of work -- a task's
     cost can be many times the mean (a lora run of cosmos_qa, 4 choices of ~100 tokens,
     costs 27x one of wic) -- and is named: that figure is a model, not a measurement. On the
-    CPU campaign's 11 ``full`` tasks (seed 0) it puts a left-out task's time within
-    0.92-1.17x of the measured one, where the mean of the others is off by 0.35-2.3x
+    CPU campaign's 11 ``full`` tasks it puts a left-out task's time within 0.73-1.40x of the
+    measured one, where the mean of the others is off by 0.32-1.96x
     (``benchmarks/estimate_accuracy.py``)."""
     shash = plan.settings.settings_hash()
     per_task: dict[str, list[float]] = {}
