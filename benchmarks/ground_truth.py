@@ -190,13 +190,19 @@ def complete_replicates(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int
     holds every other replicate's sources, only those replicates are kept; the rows of the
     narrower replicates -- e.g. two sources a GPU lease measured before a CPU part measured the
     target with all of them -- are set aside and counted, never averaged in (the two parts ran
-    at different precisions). Returns (rows kept, {method/target: rows set aside})."""
+    at different precisions). A narrower replicate of a lease that also holds a widest one
+    is kept: that is the same part still under way (e.g. its last seed lacks a source).
+    Returns (rows kept, {method/target: rows set aside})."""
     keep, aside = [], {}
     for (method, target), grp in rows.groupby(["method", "target"], sort=False):
         have = grp.groupby("replicate")["source"].agg(frozenset)
         widest = max(have, key=len)
         full = [r for r, srcs in have.items() if srcs == widest]
         nested = all(srcs <= widest for srcs in have)
+        lease = grp.groupby("replicate")["lease"].first()
+        wide_leases = set(lease[full])
+        same_part = [r for r in have.index if r not in full and lease[r] in wide_leases]
+        full += same_part
         if 2 <= len(full) < len(have) and nested:
             part = grp["replicate"].isin(full)
             aside[f"{method}/{target}"] = int((~part).sum())

@@ -99,13 +99,13 @@ def test_a_target_measured_wider_elsewhere_sets_the_narrow_replicates_aside(gt):
     """Two sources measured in lease 1, all three in a later (e.g. CPU) part: the target's
     statistics use the wider part's replicates only; a target with one replicate is unchanged."""
     gpu = _frame({"a": [1.0, 2.0, 3.0], "b": [0.0, 0.5, 1.0]}).assign(
-        replicate=lambda d: "L1s" + d["seed"].astype(str)
+        replicate=lambda d: "L1s" + d["seed"].astype(str), lease="1"
     )
     cpu = _frame({"a": [1.0, 1.5, 2.0], "b": [0.0, 0.2, 0.1], "c": [3.0, 3.1, 2.9]}).assign(
-        replicate=lambda d: "Lcpus" + d["seed"].astype(str)
+        replicate=lambda d: "Lcpus" + d["seed"].astype(str), lease="cpu"
     )
     other = _frame({"a": [1.0, 2.0]}, target="u").assign(
-        replicate=lambda d: "L1s" + d["seed"].astype(str)
+        replicate=lambda d: "L1s" + d["seed"].astype(str), lease="1"
     )
     rows = pd.concat([gpu, cpu, other], ignore_index=True).assign(method="lora")
     kept, aside = gt.complete_replicates(rows)
@@ -121,6 +121,10 @@ def test_a_target_measured_wider_elsewhere_sets_the_narrow_replicates_aside(gt):
     sig = gt.signal(kept[kept["target"] == "t"], pd.DataFrame(columns=["target", "source", "gain"]),
                     {"t": ["a", "b", "c"]})  # fmt: skip
     assert sig["per_target"]["t"]["complete"]
+    # a part still under way: its last seed lacks source c -- kept, nothing set aside
+    running = cpu[~((cpu["source"] == "c") & (cpu["seed"] == 2))].assign(method="full")
+    kept_r, aside_r = gt.complete_replicates(running)
+    assert aside_r == {} and len(kept_r) == len(running)
 
 
 def test_extra_store_needs_a_new_label_and_a_store(gt, tmp_path):
