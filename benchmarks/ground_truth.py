@@ -317,6 +317,21 @@ def in_every_replicate(frame: pd.DataFrame, min_sources: int = 3) -> dict[str, l
     return out
 
 
+def on_pairs(frame: pd.DataFrame, sources: dict[str, list[str]]) -> pd.DataFrame:
+    """The rows of ``frame`` whose (target, source) is in ``sources`` (target -> sources)."""
+    want = [(t, s) for t, srcs in sources.items() for s in srcs]
+    return frame[frame.set_index(["target", "source"]).index.isin(want)]
+
+
+def gold_of(pairs: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``target, source, gain, performance``: the pairs' mean gains and the mean transferred
+    score (``performance``) of the per-seed ``rows``."""
+    perf = rows.groupby(["target", "source"])["score"].mean().rename("performance")
+    return pairs.merge(perf.reset_index(), on=["target", "source"])[
+        ["target", "source", "gain", "performance"]
+    ]
+
+
 def goals(sig: dict) -> dict:
     """Each issue goal: value, the number of targets (or pairs) it rests on, met or not."""
     out = {}
@@ -527,18 +542,15 @@ def main(argv=None) -> int:
                     "methods": {}}  # fmt: skip
     if aside:
         report["set_aside_partial_replicates"] = aside
-    sigs = {}
+    sigs, commons = {}, {}
     for method, frame in rows.groupby("method", sort=True):
         sig = signal(frame, taskweb, all_sources)
         sigs[method] = sig
         report["methods"][method] = {k: v for k, v in sig.items() if k != "pairs"}
         report["methods"][method]["goals"] = goals(sig)
-        common = in_every_replicate(frame)
+        common = commons[method] = in_every_replicate(frame)
         if set(common) != set(sig["complete_targets"]):  # an unfinished target: its part so far
-            keep = frame.set_index(["target", "source"]).index.isin(
-                [(t, s) for t, srcs in common.items() for s in srcs]
-            )
-            sig_c = signal(frame[keep], taskweb, common)
+            sig_c = signal(on_pairs(frame, common), taskweb, common)
             report["methods"][method]["in_every_replicate"] = {
                 "sources": common,
                 "goals": goals(sig_c),
@@ -562,7 +574,7 @@ def main(argv=None) -> int:
     ]
     # full: the targets measured with 3 seeds in one lease, on the sources in every replicate
     full_rows = rows[rows["method"] == "full"]
-    common = in_every_replicate(full_rows)
+    common = commons.get("full", {})
     by_target = full_rows.groupby("target")
     full_targets = [
         t
@@ -571,20 +583,13 @@ def main(argv=None) -> int:
         and by_target.get_group(t).groupby("seed")["replicate"].nunique().max() == 1
     ]
     if full_targets:
-        part = full_rows[
-            full_rows.set_index(["target", "source"]).index.isin(
-                [(t, s) for t in full_targets for s in common[t]]
-            )
-        ]
+        part = on_pairs(full_rows, {t: common[t] for t in full_targets})
         report["adaptive"] += [
             {"method": "full"} | replay(part, full_targets, start) for start in (2, 3)
         ]  # fmt: skip
     # 4
     pairs = sigs["lora"]["pairs"]
-    perf = lora_rows.groupby(["target", "source"])["score"].mean().rename("performance")
-    gold = pairs[pairs["target"].isin(lora_complete)].merge(
-        perf.reset_index(), on=["target", "source"]
-    )[["target", "source", "gain", "performance"]]
+    gold = gold_of(pairs[pairs["target"].isin(lora_complete)], lora_rows)
     scores, notes = predictor_scores(args, gold, lora_complete, taskweb)
     scores.to_csv(Path(args.out).with_name(Path(args.out).name + "_scores.csv"), index=False)
     per_target = evaluate(gold, scores)
@@ -601,11 +606,7 @@ def main(argv=None) -> int:
     # mean gains on the targets it measured with 3 seeds that are also complete lora targets
     both = [t for t in full_targets if t in lora_complete]
     if both:
-        fperf = full_rows.groupby(["target", "source"])["score"].mean().rename("performance")
-        fgold = sigs["full"]["pairs"]
-        fgold = fgold[fgold.apply(lambda r: r["target"] in both and r["source"] in common[
-            r["target"]], axis=1)].merge(fperf.reset_index(), on=["target", "source"])[
-            ["target", "source", "gain", "performance"]]  # fmt: skip
+        fgold = gold_of(on_pairs(sigs["full"]["pairs"], {t: common[t] for t in both}), full_rows)
         fscores = scores.merge(fgold[["target", "source"]], on=["target", "source"])
         per_full = evaluate(fgold, fscores)[["predictor", "target", "n_sources", *metrics]]
         report["predictors_full"] = {
@@ -628,6 +629,23 @@ def main(argv=None) -> int:
     }
     print(json.dumps({"benchmark": "ground_truth", "goals": head, "wall_s": report["wall_s"]}))
     return 0
+
+
+def predictor_tables(pr: dict, metrics: list[str], mean_caption: str) -> list[str]:
+    """The markdown lines of one predictors section: per target, then the mean over targets
+    with its interval (``pr``: ``gold``, ``per_target``, ``mean`` as in the JSON)."""
+    L = ["", f"## Predictors against the measured gains ({pr['gold']})", "",
+         "| predictor | target | n | " + " | ".join(metrics) + " |",
+         "|---|---|---:|" + "---:|" * len(metrics)]  # fmt: skip
+    for r in pr["per_target"]:
+        L.append(f"| {r['predictor']} | {r['target']} | {r['n_sources']} | "
+                 + " | ".join(_f(r[m]) for m in metrics) + " |")  # fmt: skip
+    L += ["", mean_caption, "", "| predictor | targets | " + " | ".join(metrics) + " |",
+          "|---|---:|" + "---:|" * len(metrics)]  # fmt: skip
+    for r in pr["mean"]:
+        cells = [f"{_f(r[m])} [{_f(r[f'{m} lo'])}, {_f(r[f'{m} hi'])}]" for m in metrics]
+        L.append(f"| {r['predictor']} | {r['n_targets']} | " + " | ".join(cells) + " |")
+    return L
 
 
 def markdown(report: dict, sigs: dict, rows: pd.DataFrame, metrics: list[str]) -> str:
@@ -711,39 +729,20 @@ def markdown(report: dict, sigs: dict, rows: pd.DataFrame, metrics: list[str]) -
                  f"{rep['fixed_3_seeds']['transfers']} | {rep['runs']['total']} / "
                  f"{rep['fixed_3_seeds']['total']} | | |")  # fmt: skip
     pr = report["predictors"]
-    L += ["", f"## Predictors against the measured gains ({pr['gold']})", "",
-          "| predictor | target | n | " + " | ".join(metrics) + " |",
-          "|---|---|---:|" + "---:|" * len(metrics)]  # fmt: skip
-    for r in pr["per_target"]:
-        L.append(f"| {r['predictor']} | {r['target']} | {r['n_sources']} | "
-                 + " | ".join(_f(r[m]) for m in metrics) + " |")  # fmt: skip
-    L += [
-        "",
-        "Mean over targets (each predictor over the targets it scores) [90 % bootstrap "
-        "interval over targets; with 4 targets, wide]:",
-        "",
-        "| predictor | targets | " + " | ".join(metrics) + " |",
-        "|---|---:|" + "---:|" * len(metrics),
-    ]
-    for r in pr["mean"]:
-        cells = [f"{_f(r[m])} [{_f(r[f'{m} lo'])}, {_f(r[f'{m} hi'])}]" for m in metrics]
-        L.append(f"| {r['predictor']} | {r['n_targets']} | " + " | ".join(cells) + " |")
+    L += predictor_tables(
+        pr,
+        metrics,
+        "Mean over targets (each predictor over the targets it "
+        "scores) [90 % bootstrap interval over targets; with 4 targets, wide]:",
+    )
     if pr["notes"]:
         L += ["", "Notes: " + "; ".join(f"{k}: {v}" for k, v in pr["notes"].items())]
     if "predictors_full" in report:
-        pf = report["predictors_full"]
-        L += ["", f"## Predictors against the measured gains ({pf['gold']})", "",
-              "| predictor | target | n | " + " | ".join(metrics) + " |",
-              "|---|---|---:|" + "---:|" * len(metrics)]  # fmt: skip
-        for r in pf["per_target"]:
-            L.append(f"| {r['predictor']} | {r['target']} | {r['n_sources']} | "
-                     + " | ".join(_f(r[m]) for m in metrics) + " |")  # fmt: skip
-        L += ["", "Mean over these targets [90 % bootstrap interval over targets]:", "",
-              "| predictor | targets | " + " | ".join(metrics) + " |",
-              "|---|---:|" + "---:|" * len(metrics)]  # fmt: skip
-        for r in pf["mean"]:
-            cells = [f"{_f(r[m])} [{_f(r[f'{m} lo'])}, {_f(r[f'{m} hi'])}]" for m in metrics]
-            L.append(f"| {r['predictor']} | {r['n_targets']} | " + " | ".join(cells) + " |")
+        L += predictor_tables(
+            report["predictors_full"],
+            metrics,
+            "Mean over these targets [90 % bootstrap interval over targets]:",
+        )
     L += ["", f"Per-seed rows: `benchmarks/results/{EXPORT}` ({len(rows)} transfers). "
           f"Wall {report['wall_s']} s.", ""]  # fmt: skip
     return "\n".join(L)
