@@ -39,3 +39,15 @@ def test_run_work_counts_the_epochs_a_step_budget_gives():
     # a task with 4x the rows but the same budget trains fewer epochs, not 4x the work
     big = TaskData(spec, [_pair(90)] * 256, [_pair(90)] * 30)
     assert run_work(big, budget) < 4 * run_work(small, budget)
+
+
+def test_makespan_is_bounded_by_the_longest_job_and_the_even_share():
+    from taskscout.transfer.scheduler import makespan
+
+    assert makespan([], 4) == 0.0
+    # one long tune run the transfers wait on: a second worker does not halve it
+    assert makespan([2300.0], 2) == 2300.0
+    assert makespan([10.0, 10.0, 10.0, 10.0], 2) == 20.0
+    # longest first: 7+3 | 5+5 -> 10 (first-come order 3,5 | 5,7 would give 12)
+    assert makespan([3.0, 5.0, 5.0, 7.0], 2) == 10.0
+    assert makespan([3.0, 5.0], 1) == 8.0

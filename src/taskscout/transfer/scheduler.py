@@ -244,7 +244,8 @@ def estimate_seconds(db: RunStore, plan: MatrixPlan, workers: int) -> Estimate:
     costs 27x one of wic) -- and is named: that figure is a model, not a measurement. On the
     CPU campaign's 11 ``full`` tasks it puts a left-out task's time within 0.73-1.40x of the
     measured one, where the mean of the others is off by 0.32-1.96x
-    (``benchmarks/estimate_accuracy.py``)."""
+    (``benchmarks/estimate_accuracy.py``). The stages run one after the other (the tune runs,
+    then the transfers), each spread over the workers as :func:`makespan` says."""
     shash = plan.settings.settings_hash()
     per_task: dict[str, list[float]] = {}
     tune_ids = set(plan.run_ids.values())
@@ -271,8 +272,22 @@ def estimate_seconds(db: RunStore, plan: MatrixPlan, workers: int) -> Estimate:
         work = plan.work.get(task)
         return rate * work if rate is not None and work is not None else overall
 
-    total = sum(cost(j.task) for j in pending)
-    return Estimate(total / max(1, workers), measured, unmeasured)
+    seconds = makespan([cost(j.task) for j in plan.tune_jobs], workers) + makespan(
+        [cost(j.task) for j in plan.transfer_jobs], workers
+    )
+    return Estimate(seconds, measured, unmeasured)
+
+
+def makespan(costs: list[float], workers: int) -> float:
+    """Wall seconds for jobs of ``costs`` seconds on ``workers`` workers that each take the
+    next job when free, longest first (LPT): at least ``sum / workers`` and at least the
+    longest job -- one tune run the transfers wait on keeps the other workers idle.
+    0.0 for no jobs."""
+    loads = [0.0] * max(1, min(workers, len(costs)))
+    for c in sorted(costs, reverse=True):
+        i = loads.index(min(loads))
+        loads[i] += c
+    return max(loads, default=0.0)
 
 
 def describe_plan(plan: MatrixPlan, estimate: Estimate, workers: int) -> str:
