@@ -88,6 +88,7 @@ from taskscout.transfer.gains import (
     pair_statistics,
     per_seed_export,
     per_seed_gains,
+    reliability_by_target,
     separation,
 )
 from taskscout.util import set_torch_threads
@@ -549,6 +550,10 @@ def main(argv=None) -> int:
         report["methods"][method] = {k: v for k, v in sig.items() if k != "pairs"}
         report["methods"][method]["goals"] = goals(sig)
         common = commons[method] = in_every_replicate(frame)
+        # why: the sources' spread against one seed's noise, over the sources in every replicate
+        report["methods"][method]["reliability"] = reliability_by_target(
+            _rep_index(on_pairs(frame, common))
+        )
         if set(common) != set(sig["complete_targets"]):  # an unfinished target: its part so far
             sig_c = signal(on_pairs(frame, common), taskweb, common)
             report["methods"][method]["in_every_replicate"] = {
@@ -560,7 +565,8 @@ def main(argv=None) -> int:
     lora_complete = sigs["lora"]["complete_targets"] if "lora" in sigs else []
     sig_p3 = signal(prompt[prompt["target"].isin(lora_complete)], taskweb, all_sources)
     report["prompt_matrix"] = {
-        "all_targets": {k: v for k, v in sig_p.items() if k != "pairs"} | {"goals": goals(sig_p)},
+        "all_targets": {k: v for k, v in sig_p.items() if k != "pairs"}
+        | {"goals": goals(sig_p), "reliability": reliability_by_target(_rep_index(prompt))},
         "campaign_targets": {k: v for k, v in sig_p3.items() if k != "pairs"}
         | {"goals": goals(sig_p3)},
     }
@@ -703,6 +709,24 @@ def markdown(report: dict, sigs: dict, rows: pd.DataFrame, metrics: list[str]) -
                       for m, r in report["methods"].items())
           + f"; old prompt matrix {_f(pm['all_targets']['taskweb_spearman_any'])} "
           f"({pm['all_targets']['taskweb_spearman_any_targets']} targets)."]  # fmt: skip
+    L += ["", "## Signal against seed noise, per target (why a goal is met or not)", "",
+          "Over the sources measured in every replicate; two-way model gain = source + seed + "
+          "noise (`taskscout.transfer.gains.source_reliability`, ICC(3,1) of Shrout & Fleiss; "
+          "a seed's shift of every gain, e.g. its baseline, is taken out). *one seed*: the "
+          "expected correlation of two seeds' gains over the sources, what the seed-to-seed ρ "
+          "estimates; *k-seed mean*: that of two means of k seeds (Spearman-Brown); *seeds for "
+          "0.5*: the seeds a mean needs for 0.5 (inf: no order to recover).", "",
+          "| data | target | sources x seeds | source sd | seed noise sd | F p (sources "
+          "differ) | one seed | k-seed mean | seeds for 0.5 |",
+          "|---|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    rel_sets = [(f"campaign {m}", r["reliability"]) for m, r in report["methods"].items()]
+    rel_sets.append(("old prompt matrix", pm["all_targets"]["reliability"]))
+    for label, rel in rel_sets:
+        for t, v in rel.items():
+            mean = _f(v["icc_mean"], 2) if not v["icc"] <= 0 else "<= 0"
+            L.append(f"| {label} | {t} | {v['sources']} x {v['seeds']} | {_f(v['sd_source'], 2)} | "
+                     f"{_f(v['sd_noise'], 2)} | {_f(v['p_value'], 3)} | {_f(v['icc'], 2)} | "
+                     f"{mean} | {v['seeds_for_goal']} |")  # fmt: skip
     L += ["", "## Mean gain per source (90 % t interval over replicates)", ""]
     for m, sig in sigs.items():
         p = sig["pairs"]

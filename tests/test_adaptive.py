@@ -4,6 +4,7 @@ on the tiny random BERT with the demo tasks."""
 from __future__ import annotations
 
 import io
+import json
 import random
 
 import pandas as pd
@@ -198,6 +199,15 @@ def test_cli_transfer_adaptive_then_per_seed_gains(tmp_path, tiny_backbone):
     frame = pd.read_csv(io.StringIO(gold.stdout))
     assert {"gain_se", "ci_low", "ci_high", "excludes_zero", "tied_best"} <= set(frame.columns)
     assert frame["tied_best"].sum() >= 1
+    # how much of boolq's gains is its sources and how much seed noise (strict JSON)
+    res = runner.invoke(app, ["gains", "--store", str(store), "-m", "prompt", "--json"])
+    rel = json.loads(res.stdout, parse_constant=pytest.fail)["uncertainty"]["reliability"]
+    assert rel["boolq"]["sources"] == 2 and rel["boolq"]["seeds"] >= 2
+    assert {"icc", "icc_mean", "p_value", "sd_noise", "seeds_for_goal"} <= set(rel["boolq"])
+    plain = " ".join(
+        runner.invoke(app, ["gains", "--store", str(store), "-m", "prompt"]).stdout.split()
+    )
+    assert "seed noise against the sources" in plain and "boolq: sources differ p" in plain
     # the same race again: everything reused, same decision
     again = runner.invoke(app, [str(a) for a in args])
     assert again.exit_code == 0 and "reused from the store" in again.stderr

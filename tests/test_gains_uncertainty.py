@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from taskscout.evaluation.files import read_gold_csv
@@ -16,6 +18,7 @@ from taskscout.transfer.gains import (
     pair_statistics,
     per_seed_export,
     separation,
+    source_reliability,
     t_interval,
     uncertainty_summary,
 )
@@ -153,3 +156,81 @@ def test_per_seed_export_columns():
         "gain",
     ]
     assert (out["score"] - out["baseline_score"] - out["gain"]).abs().max() < 1e-12
+
+
+# Shrout & Fleiss (1979), Table 2: 6 targets x 4 judges; ICC(3,1) = .71, ICC(3,k) = .91
+SHROUT_FLEISS = [
+    [9, 2, 5, 8],
+    [6, 1, 3, 2],
+    [8, 4, 6, 8],
+    [7, 1, 2, 6],
+    [10, 5, 6, 9],
+    [6, 2, 4, 7],
+]
+
+
+def _block(x) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"source": f"s{i}", "seed": j, "gain": float(v)}
+         for i, r in enumerate(x) for j, v in enumerate(r)]
+    )  # fmt: skip
+
+
+def test_source_reliability_reproduces_shrout_and_fleiss():
+    r = source_reliability(_block(SHROUT_FLEISS))
+    assert (r["sources"], r["seeds"]) == (6, 4)
+    assert r["ms_source"] == pytest.approx(11.24, abs=0.005)  # their BMS
+    assert r["ms_noise"] == pytest.approx(1.02, abs=0.005)  # their EMS
+    assert r["icc"] == pytest.approx(0.71, abs=0.005)
+    assert r["icc_mean"] == pytest.approx(0.91, abs=0.005)
+    assert r["p_value"] == pytest.approx(stats.f.sf(r["f"], 5, 15))
+    assert r["seeds_for_goal"] == 1
+
+
+def test_source_reliability_seeds_needed_and_no_signal():
+    # icc 0.2: a mean of n seeds reaches 0.5 at n = 0.5 * 0.8 / (0.2 * 0.5) = 4
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)) + rng.normal(size=(40, 1)) * 0.5
+    r = source_reliability(_block(x))
+    need = r["goal"] * (1 - r["icc"]) / (r["icc"] * (1 - r["goal"]))
+    assert r["seeds_for_goal"] == max(1, math.ceil(need))
+    n = r["seeds_for_goal"]
+    assert 0.1 < r["icc"] < 0.4 and n > 1
+    assert n * r["icc"] / (1 + (n - 1) * r["icc"]) >= 0.5 - 1e-9
+    # pure noise around equal sources: icc near 0 or below, no seed count helps when <= 0
+    flat = source_reliability(_block([[1.0, -1.0, 0.0], [-1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]))
+    assert flat["ms_source"] == 0 and flat["icc"] < 0 and flat["seeds_for_goal"] == math.inf
+
+
+def test_source_reliability_uses_the_complete_block_and_rejects_too_little():
+    rows = _block(SHROUT_FLEISS)
+    extra = pd.DataFrame([{"source": "late", "seed": 0, "gain": 100.0}])  # one seed only
+    assert source_reliability(pd.concat([rows, extra]))["icc"] == pytest.approx(
+        source_reliability(rows)["icc"]
+    )
+    with pytest.raises(ValueError, match="2 sources"):
+        source_reliability(_block([[1.0, 2.0]]))
+    with pytest.raises(ValueError, match="2 sources"):
+        source_reliability(_block([[1.0], [2.0]]))
+    with pytest.raises(ValueError, match="duplicate"):
+        source_reliability(pd.concat([rows, rows.head(1)]))
+    with pytest.raises(ValueError, match="goal"):
+        source_reliability(rows, goal=1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(-50, 50), min_size=3, max_size=3), min_size=3, max_size=8),
+    st.lists(st.integers(-20, 20), min_size=3, max_size=3),
+)
+def test_source_reliability_ignores_what_a_seed_does_to_every_source(x, shift):
+    """A seed's shift of every gain (its baseline) changes no ranking and no figure."""
+    x = np.array(x, dtype=float)
+    a, b = source_reliability(_block(x)), source_reliability(_block(x + np.array(shift)))
+    for key in ("ms_source", "ms_noise", "sd_source", "sd_noise"):
+        assert a[key] == pytest.approx(b[key], abs=1e-6)
+    assert (math.isnan(a["icc"]) and math.isnan(b["icc"])) or a["icc"] == pytest.approx(
+        b["icc"], abs=1e-9
+    )
+    if math.isfinite(a["icc"]):
+        assert -1 / 2 - 1e-9 <= a["icc"] <= 1 + 1e-9

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
@@ -56,6 +57,7 @@ from taskscout.transfer.gains import (
     gains_table,
     per_seed_export,
     per_seed_gains,
+    reliability_by_target,
     uncertainty_summary,
 )
 from taskscout.transfer.scheduler import describe_plan, estimate_seconds, plan_matrix, run_matrix
@@ -407,8 +409,14 @@ def gains(
         err.print(f"wrote {len(frame)} pairs to {csv}")
     cost = cost_summary(db, seeds)
     summary = uncertainty_summary(frame)
+    summary["reliability"] = reliability_by_target(seeds)
     if as_json:
         records = json.loads(frame.to_json(orient="records"))
+        summary["reliability"] = {  # JSON has no NaN / Infinity: null
+            t: {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in r.items()}
+            for t, r in summary["reliability"].items()
+        }  # fmt: skip
         typer.echo(json.dumps({"gains": records, "uncertainty": summary, "cost": cost}))
         return
     out.print(_grid(frame, method, level))
@@ -428,6 +436,20 @@ def gains(
         out.print(f"{single} pair(s) have one seed: no interval (measure more seeds)")
     tied = ", ".join(f"{t} {n}" for t, n in summary["tied_with_best"].items())
     out.print(f"sources that cannot be told apart from the best (incl. it), per target: {tied}")
+    if summary["reliability"]:
+        out.print(
+            "seed noise against the sources (ICC(3,1) over the sources measured with every "
+            "seed: the expected correlation of two seeds' gains; n seeds: the seeds a mean "
+            "needs for 0.5):"
+        )
+        for t, r in summary["reliability"].items():
+            out.print(
+                f"  {t}: sources differ p {r['p_value']:.3g}; source sd {r['sd_source']:.2f}, "
+                f"seed noise sd {r['sd_noise']:.2f} points; one seed {r['icc']:.2f}, "
+                f"a {r['seeds']}-seed mean "
+                + (f"{r['icc_mean']:.2f}" if not r["icc"] <= 0 else "<= 0")
+                + f"; n seeds {r['seeds_for_goal']}"
+            )
     if cost:
         out.print(
             f"compute: {cost['transfer_runs']} transfer runs {cost['transfer_s']:.0f} s "

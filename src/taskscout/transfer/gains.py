@@ -277,6 +277,88 @@ def separation(target_seeds: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.D
     return pd.DataFrame(rows, columns=cols)
 
 
+def source_reliability(target_seeds: pd.DataFrame, goal: float = 0.5) -> dict:
+    """How much of one target's per-seed gains is the sources and how much is seed noise.
+
+    ``target_seeds``: one target's per-seed rows (``source, seed, gain``); only the sources
+    measured with every seed any of them has enter (a complete a x k block: a >= 2 sources,
+    k >= 2 seeds), else ValueError. Two-way model without interaction (the sources as the
+    rated objects, the seeds as fixed raters; Shrout & Fleiss 1979, ICC(3,1)):
+    ``gain[s, k] = mu + source_s + seed_k + noise``. ``seed_k`` absorbs what a seed does to
+    every source alike (chiefly its baseline: a lucky baseline lowers all of that seed's
+    gains), which changes no ranking. With row (source) means, column (seed) means and the
+    grand mean m::
+
+        MS_source = k * sum_s (row_s - m)^2 / (a - 1)
+        MS_noise  = sum_{s,k} (gain - row_s - col_k + m)^2 / ((a - 1)(k - 1))
+        F = MS_source / MS_noise,  p = P(F_{a-1, (a-1)(k-1)} > F)   (do the sources differ?)
+        icc = (MS_source - MS_noise) / (MS_source + (k - 1) MS_noise)   in [-1/(k-1), 1]
+        icc_mean(n) = n icc / (1 + (n - 1) icc)                          (Spearman-Brown)
+                    = (MS_source - MS_noise) / MS_source  at n = k       (NaN if MS_source = 0)
+
+    ``icc`` is the expected correlation of two seeds' gains over the sources (what the
+    seed-to-seed Spearman estimates); ``icc_mean`` that of two means of ``seeds`` seeds each;
+    ``seeds_for_goal`` the seeds a mean needs for an expected correlation >= ``goal``,
+    ``ceil(goal (1 - icc) / (icc (1 - goal)))`` (1 when ``icc >= goal``; inf when icc <= 0:
+    no number of seeds recovers an order that is not there). ``sd_source`` =
+    sqrt(max(0, (MS_source - MS_noise) / k)) and ``sd_noise`` = sqrt(MS_noise) are in gain
+    points: the spread of the sources' true mean gains and one seed's noise around them.
+    With MS_source = MS_noise = 0 (every gain equal) icc is NaN."""
+    if not 0 < goal < 1:
+        raise ValueError(f"goal must be in (0, 1), got {goal}")
+    if target_seeds.duplicated(["source", "seed"]).any():
+        raise ValueError("duplicate (source, seed) rows for one target")
+    wide = target_seeds.pivot(index="source", columns="seed", values="gain")
+    block = wide.dropna()
+    a, k = block.shape
+    if a < 2 or k < 2:
+        raise ValueError(f"need >= 2 sources measured with the same >= 2 seeds, got {a} x {k}")
+    x = block.to_numpy(dtype=float)
+    m = x.mean()
+    rows, cols = x.mean(axis=1, keepdims=True), x.mean(axis=0, keepdims=True)
+    ms_s = k * float(((rows - m) ** 2).sum()) / (a - 1)
+    ms_e = float(((x - rows - cols + m) ** 2).sum()) / ((a - 1) * (k - 1))
+    denom = ms_s + (k - 1) * ms_e
+    icc = (ms_s - ms_e) / denom if denom > 0 else math.nan
+    f = ms_s / ms_e if ms_e > 0 else math.inf if ms_s > 0 else math.nan
+    p = (
+        float(stats.f.sf(f, a - 1, (a - 1) * (k - 1)))
+        if math.isfinite(f)
+        else (0.0 if f == math.inf else math.nan)
+    )
+    if not math.isfinite(icc):
+        need = math.nan
+    elif icc <= 0:
+        need = math.inf
+    else:
+        need = max(1, math.ceil(goal * (1 - icc) / (icc * (1 - goal)) - 1e-9))
+    return {
+        "sources": a,
+        "seeds": k,
+        "ms_source": ms_s,
+        "ms_noise": ms_e,
+        "f": f,
+        "p_value": p,
+        "sd_source": math.sqrt(max(0.0, (ms_s - ms_e) / k)),
+        "sd_noise": math.sqrt(ms_e),
+        "icc": icc,
+        "icc_mean": (ms_s - ms_e) / ms_s if ms_s > 0 else math.nan,
+        "goal": goal,
+        "seeds_for_goal": need,
+    }
+
+
+def reliability_by_target(seeds: pd.DataFrame, goal: float = 0.5) -> dict[str, dict]:
+    """:func:`source_reliability` of each target of the per-seed rows (``target, source, seed,
+    gain``) that has >= 2 sources measured with the same >= 2 seeds; the others are left out."""
+    out = {}
+    for target, grp in seeds.groupby("target", sort=True):
+        block = grp.pivot(index="source", columns="seed", values="gain").dropna()
+        if block.shape[0] >= 2 and block.shape[1] >= 2:
+            out[str(target)] = source_reliability(grp, goal)
+    return out
+
+
 def aggregate_seeds(seeds: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
     """Per-seed rows (:func:`per_seed_gains`; ``max_dev`` / ``dev_examples`` optional) ->
     long-form gold :data:`GAIN_COLUMNS`: ``gain`` / ``performance`` / ``baseline`` are means
