@@ -126,11 +126,8 @@ def main(argv=None) -> int:
     if args.dry_run:
         return 0
     t0 = time.perf_counter()
-    pool = make_executor(kind, args.workers, plan.threads, device=args.device)
-    try:
+    with make_executor(kind, args.workers, plan.threads, device=args.device) as pool:
         summary = run_matrix(db, settings, tasks, tasks, seeds, executor=pool, **kw)
-    finally:
-        pool.close()
     wall = time.perf_counter() - t0
 
     shash = settings.settings_hash()

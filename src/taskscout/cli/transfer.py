@@ -266,7 +266,7 @@ def transfer(
             return
         pool = make_executor(kind, workers, plan.threads, ray_address=ray_address, device=device)
         if adaptive:
-            try:
+            with pool:
                 race, failed = run_adaptive(
                     db,
                     settings,
@@ -280,13 +280,11 @@ def transfer(
                     on_round=_print_round,
                     **kw,
                 )
-            finally:
-                pool.close()
             _print_race(race, failed)
             if failed:
                 raise typer.Exit(1)
             return
-        try:
+        with pool:  # Ctrl-C: the workers stop too; every finished run is in the store
             summary = run_matrix(
                 db,
                 settings,
@@ -299,8 +297,6 @@ def transfer(
                 progress=not no_progress,
                 **kw,
             )
-        finally:
-            pool.close()
     err.print(
         f"done in {summary.wall_s:.1f} s: {summary.completed['tune']} tune runs, "
         f"{summary.completed['transfer']} transfers, {len(summary.failed)} failed"

@@ -137,45 +137,40 @@ def build_pool(
             db.check_task_source(data.spec.name, data.source)
             jobs.append(Job("tune", task, seed, config, device, threads, run_id=run_id))
     pool = make_executor(executor, workers, threads, ray_address=ray_address, device=device)
-    try:
-        with make_progress(enabled=progress, extra=False) as bar:
-            bar_task = bar.add_task("pool build", total=summary.planned)
-            for run in done:  # embeddings of runs stored before (resume)
-                summary.embeddings += _embed(db, run, layer_reduces)
+    with pool, make_progress(enabled=progress, extra=False) as bar:
+        bar_task = bar.add_task("pool build", total=summary.planned)
+        for run in done:  # embeddings of runs stored before (resume)
+            summary.embeddings += _embed(db, run, layer_reduces)
+            bar.update(bar_task, advance=1)
+        pending, in_flight = deque(jobs), {}
+        while pending or in_flight:
+            while pending and len(in_flight) < pool.capacity:
+                job = pending.popleft()
+                bar.update(bar_task, description=f"{job.settings.method} on {job.task}")
+                in_flight[pool.submit(job)] = job
+            finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                job = in_flight.pop(fut)
+                label = f"{job.task}/{job.settings.method}"
+                try:
+                    result: JobResult = fut.result()
+                except Exception as exc:  # noqa: BLE001 - the worker itself died
+                    result = JobResult(job.key, False, 0.0, error=f"{type(exc).__name__}: {exc}")
+                if result.ok:
+                    run = _commit(db, result)
+                    summary.completed += 1
+                    summary.embeddings += _embed(db, run, layer_reduces)
+                else:
+                    record = RunRecord(
+                        run_id=job.run_id,
+                        task=job.task,
+                        backbone=job.settings.backbone_id(),
+                        method=job.settings.method,
+                        seed=job.seed,
+                        config={"settings": job.settings.to_dict(), "job_s": result.seconds},
+                    )
+                    db.record_failure(record, result.error or "unknown error")
+                    summary.failed[label] = (result.error or "").splitlines()[0]
                 bar.update(bar_task, advance=1)
-            pending, in_flight = deque(jobs), {}
-            while pending or in_flight:
-                while pending and len(in_flight) < pool.capacity:
-                    job = pending.popleft()
-                    bar.update(bar_task, description=f"{job.settings.method} on {job.task}")
-                    in_flight[pool.submit(job)] = job
-                finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    job = in_flight.pop(fut)
-                    label = f"{job.task}/{job.settings.method}"
-                    try:
-                        result: JobResult = fut.result()
-                    except Exception as exc:  # noqa: BLE001 - the worker itself died
-                        result = JobResult(
-                            job.key, False, 0.0, error=f"{type(exc).__name__}: {exc}"
-                        )
-                    if result.ok:
-                        run = _commit(db, result)
-                        summary.completed += 1
-                        summary.embeddings += _embed(db, run, layer_reduces)
-                    else:
-                        record = RunRecord(
-                            run_id=job.run_id,
-                            task=job.task,
-                            backbone=job.settings.backbone_id(),
-                            method=job.settings.method,
-                            seed=job.seed,
-                            config={"settings": job.settings.to_dict(), "job_s": result.seconds},
-                        )
-                        db.record_failure(record, result.error or "unknown error")
-                        summary.failed[label] = (result.error or "").splitlines()[0]
-                    bar.update(bar_task, advance=1)
-    finally:
-        pool.close()
     summary.wall_s = time.perf_counter() - t0
     return summary

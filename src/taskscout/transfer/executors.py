@@ -10,11 +10,21 @@ the same whichever executor runs), so CPU arithmetic, and thus every score, is t
 the same seeds. Pass the same ``--workers`` (or an explicit ``--threads-per-worker``) to
 compare executors bit for bit. On a GPU, results are deterministic up to CUDA's
 non-deterministic kernels; all workers share the visible GPU(s).
+
+Stopping: use an executor as a context manager (``with make_executor(...) as pool:``). Leaving
+the block normally waits for the jobs in flight; leaving it on an exception (Ctrl-C included)
+terminates the local workers at once, losing only the runs in flight (the driver has
+committed every finished one). A local worker whose driver is killed outright (SIGKILL,
+SIGTERM) ends itself within seconds (:func:`watch_parent`) instead of training its job to
+the end for nobody.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from taskscout.transfer.jobs import Job, JobResult, execute
@@ -23,7 +33,21 @@ from taskscout.util import set_torch_threads
 EXECUTORS = ("inprocess", "local", "ray")
 
 
-class InProcessExecutor:
+class _Closing:
+    """``with executor:`` closes it on the way out; an exception (Ctrl-C included) aborts
+    the jobs in flight instead of waiting for them (``close(abort=True)``)."""
+
+    def close(self, abort: bool = False) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(abort=exc_type is not None)
+
+
+class InProcessExecutor(_Closing):
     """Runs each job synchronously in the driver process (capacity 1)."""
 
     name = "inprocess"
@@ -34,17 +58,31 @@ class InProcessExecutor:
         fut.set_result(execute(job))
         return fut
 
-    def close(self) -> None:
-        pass
+
+def watch_parent(parent_pid: int, interval_s: float = 2.0) -> threading.Thread:
+    """A daemon thread that ends this process (exit status 3) once its parent is no longer
+    ``parent_pid`` -- the driver was killed (SIGKILL, SIGTERM) and the process was
+    re-parented. A worker would otherwise train its job to the end, for nobody: only the
+    driver writes the store."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        os._exit(3)
+
+    thread = threading.Thread(target=watch, name="watch-parent", daemon=True)
+    thread.start()
+    return thread
 
 
-def _init_worker(threads: int | None) -> None:
+def _init_worker(threads: int | None, parent_pid: int) -> None:
     set_torch_threads(threads)
+    watch_parent(parent_pid)
 
 
-class LocalExecutor:
+class LocalExecutor(_Closing):
     """``workers`` spawned processes (spawn: safe with CUDA and threads); each sets its torch
-    thread budget before its first job."""
+    thread budget before its first job and ends itself when the driver dies."""
 
     name = "local"
 
@@ -56,17 +94,29 @@ class LocalExecutor:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(threads,),
+            initargs=(threads, os.getpid()),
         )
 
     def submit(self, job: Job) -> Future:
         return self.pool.submit(execute, job)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Wait for the jobs in flight (cancel the queued ones); ``abort``: terminate the
+        workers now, losing the jobs in flight (what a driver interrupted by Ctrl-C wants:
+        waiting could take a whole training run)."""
+        if not abort:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            return
+        # ProcessPoolExecutor gains terminate_workers() only in Python 3.14
+        procs = list((getattr(self.pool, "_processes", None) or {}).values())
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join(timeout=10)
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-class RayExecutor:
+class RayExecutor(_Closing):
     """Jobs as Ray tasks: ``ray.init(address=...)`` joins a cluster (``auto``: the running
     one), without an address a local Ray instance is started with ``workers`` CPUs' worth of
     slots. Each task asks for ``threads`` CPUs and, with ``device=cuda``, ``1/workers`` GPU."""
@@ -103,7 +153,9 @@ class RayExecutor:
     def submit(self, job: Job) -> Future:
         return self._remote.remote(job).future()
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Shut down the Ray instance this executor started (its tasks with it); a cluster
+        joined by address is left running (``abort``: the driver's futures are dropped)."""
         if self._owns:
             self.ray.shutdown()
 
