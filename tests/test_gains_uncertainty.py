@@ -15,6 +15,7 @@ from taskscout.evaluation.files import read_gold_csv
 from taskscout.transfer.gains import (
     GAIN_COLUMNS,
     aggregate_seeds,
+    complete_block,
     pair_statistics,
     per_seed_export,
     separation,
@@ -208,6 +209,18 @@ def test_source_reliability_uses_the_complete_block_and_rejects_too_little():
     assert source_reliability(pd.concat([rows, extra]))["icc"] == pytest.approx(
         source_reliability(rows)["icc"]
     )
+    # after a race: every source has seeds 0-3, the two contenders also 4 and 5
+    contenders = _block([[9.0, 2, 5, 8, 4, 6], [6, 1, 3, 2, 5, 1]])  # s0, s1: seeds 0-5
+    raced = pd.concat([rows, contenders]).drop_duplicates(["source", "seed"], keep="last")
+    r = source_reliability(raced)
+    assert (r["sources"], r["seeds"]) == (6, 4)  # the 6 x 4 block, not the 2 x 6 one
+    assert complete_block(raced).shape == (6, 4)
+    # one seed for many sources, two for a few: the 2 x 2 block, not the 11 x 1 one
+    wide_one = _block([[float(i)] for i in range(11)])
+    two = _block([[1.0, 2.0], [3.0, 5.0]])
+    assert complete_block(
+        pd.concat([wide_one, two]).drop_duplicates(["source", "seed"], keep="last")
+    ).shape == (2, 2)
     with pytest.raises(ValueError, match="2 sources"):
         source_reliability(_block([[1.0, 2.0]]))
     with pytest.raises(ValueError, match="2 sources"):

@@ -277,13 +277,32 @@ def separation(target_seeds: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.D
     return pd.DataFrame(rows, columns=cols)
 
 
+def complete_block(target_seeds: pd.DataFrame) -> pd.DataFrame:
+    """One target's per-seed rows (``source, seed, gain``) -> the largest complete block of
+    gains (sources x seeds, no gap): for each coverage c, the seeds measured for >= c sources
+    and the sources measured with all of those seeds; among the blocks of >= 2 sources x
+    >= 2 seeds (if any) the one with the most cells wins (ties: more sources, then fewer
+    seeds). May have fewer than 2 rows or columns when no such block exists."""
+    wide = target_seeds.pivot(index="source", columns="seed", values="gain")
+    coverage = wide.notna().sum()
+    best, best_key = wide.iloc[:0, :0], (False, 0, 0)
+    for c in sorted(set(coverage), reverse=True):
+        block = wide.loc[:, coverage >= c].dropna()
+        a, k = block.shape
+        key = (a >= 2 and k >= 2, a * k, a)
+        if key > best_key:
+            best, best_key = block, key
+    return best
+
+
 def source_reliability(target_seeds: pd.DataFrame, goal: float = 0.5) -> dict:
     """How much of one target's per-seed gains is the sources and how much is seed noise.
 
-    ``target_seeds``: one target's per-seed rows (``source, seed, gain``); only the sources
-    measured with every seed any of them has enter (a complete a x k block: a >= 2 sources,
-    k >= 2 seeds), else ValueError. Two-way model without interaction (the sources as the
-    rated objects, the seeds as fixed raters; Shrout & Fleiss 1979, ICC(3,1)):
+    ``target_seeds``: one target's per-seed rows (``source, seed, gain``); the figures rest
+    on its largest complete block (:func:`complete_block`: a sources all measured with the
+    same k seeds, a >= 2, k >= 2, else ValueError) -- after a race, the seeds every source
+    got, not the extra ones only the contenders did. Two-way model without interaction (the
+    sources as the rated objects, the seeds as fixed raters; Shrout & Fleiss 1979, ICC(3,1)):
     ``gain[s, k] = mu + source_s + seed_k + noise``. ``seed_k`` absorbs what a seed does to
     every source alike (chiefly its baseline: a lucky baseline lowers all of that seed's
     gains), which changes no ranking. With row (source) means, column (seed) means and the
@@ -308,8 +327,7 @@ def source_reliability(target_seeds: pd.DataFrame, goal: float = 0.5) -> dict:
         raise ValueError(f"goal must be in (0, 1), got {goal}")
     if target_seeds.duplicated(["source", "seed"]).any():
         raise ValueError("duplicate (source, seed) rows for one target")
-    wide = target_seeds.pivot(index="source", columns="seed", values="gain")
-    block = wide.dropna()
+    block = complete_block(target_seeds)
     a, k = block.shape
     if a < 2 or k < 2:
         raise ValueError(f"need >= 2 sources measured with the same >= 2 seeds, got {a} x {k}")
@@ -353,7 +371,7 @@ def reliability_by_target(seeds: pd.DataFrame, goal: float = 0.5) -> dict[str, d
     gain``) that has >= 2 sources measured with the same >= 2 seeds; the others are left out."""
     out = {}
     for target, grp in seeds.groupby("target", sort=True):
-        block = grp.pivot(index="source", columns="seed", values="gain").dropna()
+        block = complete_block(grp)
         if block.shape[0] >= 2 and block.shape[1] >= 2:
             out[str(target)] = source_reliability(grp, goal)
     return out
