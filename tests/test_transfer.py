@@ -300,3 +300,18 @@ def test_full_fine_tuning_transfers_the_whole_encoder(settings, tmp_path):
         ("boolq", "qnli"),
         ("qnli", "boolq"),
     ]
+
+
+def test_a_failed_tune_job_is_recorded_with_its_settings_and_time(settings, tmp_path):
+    from taskscout.transfer.jobs import Job, execute
+
+    job = Job("tune", "no_such_task", 0, settings, run_id="abcdef0123456789")
+    result = execute(job)  # the task cannot load: a failed result, not an exception
+    assert not result.ok and result.error
+    db = RunStore(tmp_path / "runs")
+    db.record_failure(job.failed_run(result.seconds), result.error)
+    run = db.get_run(job.run_id)
+    assert run.status == "failed" and run.task == "no_such_task" and run.seed == 0
+    assert run.config["job_s"] == result.seconds
+    assert run.config["settings"] == settings.to_dict()
+    assert run.method == settings.method and run.backbone == settings.backbone_id()

@@ -161,15 +161,9 @@ def build_pool(
                     summary.completed += 1
                     summary.embeddings += _embed(db, run, layer_reduces)
                 else:
-                    record = RunRecord(
-                        run_id=job.run_id,
-                        task=job.task,
-                        backbone=job.settings.backbone_id(),
-                        method=job.settings.method,
-                        seed=job.seed,
-                        config={"settings": job.settings.to_dict(), "job_s": result.seconds},
+                    db.record_failure(
+                        job.failed_run(result.seconds), result.error or "unknown error"
                     )
-                    db.record_failure(record, result.error or "unknown error")
                     summary.failed[label] = (result.error or "").splitlines()[0]
                 bar.update(bar_task, advance=1)
     summary.wall_s = time.perf_counter() - t0

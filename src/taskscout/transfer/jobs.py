@@ -55,6 +55,18 @@ class Job:
             return f"{self.source_task} -> {self.task} (seed {self.seed})"
         return f"tune {self.task} (seed {self.seed})"
 
+    def failed_run(self, seconds: float) -> RunRecord:
+        """The store's record of this tune job when it failed after ``seconds`` (its settings
+        and time in ``config``; pass it with the error to ``RunStore.record_failure``)."""
+        return RunRecord(
+            run_id=self.run_id,
+            task=self.task,
+            backbone=self.settings.backbone_id(),
+            method=self.settings.method,
+            seed=self.seed,
+            config={"settings": self.settings.to_dict(), "job_s": seconds},
+        )
+
 
 @dataclass
 class JobResult:

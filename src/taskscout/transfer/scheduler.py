@@ -24,7 +24,7 @@ from safetensors.torch import save as st_save
 from taskscout.data import TaskData
 from taskscout.predictors import Pool, get_predictor
 from taskscout.predictors.ranking import prepare_target, rank_sources
-from taskscout.store import RunRecord, RunStore, TransferRecord
+from taskscout.store import RunStore, TransferRecord
 from taskscout.transfer.cost import run_work
 from taskscout.transfer.executors import InProcessExecutor
 from taskscout.transfer.jobs import Job, JobResult
@@ -516,15 +516,7 @@ def _commit(db, table, job: Job, result: JobResult, summary: MatrixSummary) -> N
 
 def _commit_failure(db, table, job: Job, error: str, seconds: float, summary) -> None:
     if job.kind == "tune":
-        record = RunRecord(
-            run_id=job.run_id,
-            task=job.task,
-            backbone=job.settings.backbone_id(),
-            method=job.settings.method,
-            seed=job.seed,
-            config={"settings": job.settings.to_dict(), "job_s": seconds},
-        )
-        db.record_failure(record, error)
+        db.record_failure(job.failed_run(seconds), error)
     else:
         table.save(
             _transfer_record(db, job, status="failed", error=error, config={"job_s": seconds})
