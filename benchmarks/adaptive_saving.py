@@ -52,7 +52,7 @@ import pandas as pd
 from ground_truth import EXPORT, RESULTS, complete_replicates, in_every_replicate, on_pairs
 
 from taskscout.transfer.adaptive import design_cost, race
-from taskscout.transfer.gains import source_reliability
+from taskscout.transfer.gains import complete_block, source_reliability
 
 SEEDS = [0, 1, 2, 3, 4]
 
@@ -61,19 +61,16 @@ def fitted_truth(block: pd.DataFrame) -> dict:
     """One target's per-seed rows (``source, replicate, gain``; every source in every
     replicate) -> the simulation's truth: ``effects`` (source -> shrunk effect, points),
     ``sd_seed``, ``sd_noise`` and the fitted reliability (module docstring)."""
-    wide = block.pivot(index="source", columns="replicate", values="gain").dropna()
-    a, k = wide.shape
-    reps = {r: i for i, r in enumerate(wide.columns)}
-    rel = source_reliability(
-        block[block["source"].isin(wide.index)].assign(seed=lambda d: d["replicate"].map(reps))
+    seeds = block.assign(
+        seed=block["replicate"].map({r: i for i, r in enumerate(sorted(set(block["replicate"])))})
     )
-    x = wide.to_numpy(dtype=float)
-    m = x.mean()
-    shrink = max(0.0, 1.0 - rel["ms_noise"] / rel["ms_source"]) if rel["ms_source"] > 0 else 0.0
-    effects = dict(zip(wide.index, shrink * (x.mean(axis=1) - m), strict=True))
-    ms_seed = a * float(((x.mean(axis=0) - m) ** 2).sum()) / (k - 1)
-    sd_seed = math.sqrt(max(0.0, (ms_seed - rel["ms_noise"]) / a))
-    return {"effects": effects, "sd_seed": sd_seed, "sd_noise": rel["sd_noise"],
+    wide = complete_block(seeds)
+    rel = source_reliability(seeds)
+    # the BLUP shrinkage max(0, 1 - MS_noise / MS_source) is the k-seed mean's reliability
+    shrink = max(0.0, rel["icc_mean"]) if math.isfinite(rel["icc_mean"]) else 0.0
+    means = wide.mean(axis=1)
+    effects = (shrink * (means - means.mean())).to_dict()
+    return {"effects": effects, "sd_seed": rel["sd_seed"], "sd_noise": rel["sd_noise"],
             "shrink": shrink, "reliability": rel}  # fmt: skip
 
 
@@ -88,6 +85,7 @@ def simulate(target: str, truth: dict, sims: int, starts: list[int], seed: int) 
                 "saved_vs_same_decision": []} for st in starts}  # fmt: skip
     fixed_hits = {3: 0, 5: 0}
     fixed_regret = {3: [], 5: []}
+    idx = {s: i for i, s in enumerate(sources)}
     for _ in range(sims):
         g = (alpha[:, None] + rng.normal(0, truth["sd_seed"], len(SEEDS))[None, :]
              + rng.normal(0, truth["sd_noise"], (len(sources), len(SEEDS))))  # fmt: skip
@@ -97,7 +95,6 @@ def simulate(target: str, truth: dict, sims: int, starts: list[int], seed: int) 
             picks[n] = sources[i]
             fixed_hits[n] += alpha[i] == best_true
             fixed_regret[n].append(best_true - alpha[i])
-        idx = {s: i for i, s in enumerate(sources)}
 
         def measure(requests, g=g, idx=idx):
             return pd.DataFrame(

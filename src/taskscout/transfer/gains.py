@@ -321,7 +321,9 @@ def source_reliability(target_seeds: pd.DataFrame, goal: float = 0.5) -> dict:
     ``ceil(goal (1 - icc) / (icc (1 - goal)))`` (1 when ``icc >= goal``; inf when icc <= 0:
     no number of seeds recovers an order that is not there). ``sd_source`` =
     sqrt(max(0, (MS_source - MS_noise) / k)) and ``sd_noise`` = sqrt(MS_noise) are in gain
-    points: the spread of the sources' true mean gains and one seed's noise around them.
+    points: the spread of the sources' true mean gains and one seed's noise around them;
+    ``sd_seed`` = sqrt(max(0, (MS_seed - MS_noise) / a)), MS_seed = a * sum_k (col_k - m)^2 /
+    (k - 1), the spread of what a seed does to every source alike.
     With MS_source = MS_noise = 0 (every gain equal) icc is NaN."""
     if not 0 < goal < 1:
         raise ValueError(f"goal must be in (0, 1), got {goal}")
@@ -331,10 +333,17 @@ def source_reliability(target_seeds: pd.DataFrame, goal: float = 0.5) -> dict:
     a, k = block.shape
     if a < 2 or k < 2:
         raise ValueError(f"need >= 2 sources measured with the same >= 2 seeds, got {a} x {k}")
+    return _block_reliability(block, goal)
+
+
+def _block_reliability(block: pd.DataFrame, goal: float) -> dict:
+    """:func:`source_reliability`'s figures of a complete sources x seeds block (>= 2 x 2)."""
+    a, k = block.shape
     x = block.to_numpy(dtype=float)
     m = x.mean()
     rows, cols = x.mean(axis=1, keepdims=True), x.mean(axis=0, keepdims=True)
     ms_s = k * float(((rows - m) ** 2).sum()) / (a - 1)
+    ms_seed = a * float(((cols - m) ** 2).sum()) / (k - 1)
     ms_e = float(((x - rows - cols + m) ** 2).sum()) / ((a - 1) * (k - 1))
     denom = ms_s + (k - 1) * ms_e
     icc = (ms_s - ms_e) / denom if denom > 0 else math.nan
@@ -359,6 +368,7 @@ def source_reliability(target_seeds: pd.DataFrame, goal: float = 0.5) -> dict:
         "p_value": p,
         "sd_source": math.sqrt(max(0.0, (ms_s - ms_e) / k)),
         "sd_noise": math.sqrt(ms_e),
+        "sd_seed": math.sqrt(max(0.0, (ms_seed - ms_e) / a)),
         "icc": icc,
         "icc_mean": (ms_s - ms_e) / ms_s if ms_s > 0 else math.nan,
         "goal": goal,
@@ -369,11 +379,14 @@ def source_reliability(target_seeds: pd.DataFrame, goal: float = 0.5) -> dict:
 def reliability_by_target(seeds: pd.DataFrame, goal: float = 0.5) -> dict[str, dict]:
     """:func:`source_reliability` of each target of the per-seed rows (``target, source, seed,
     gain``) that has >= 2 sources measured with the same >= 2 seeds; the others are left out."""
+    if not 0 < goal < 1:
+        raise ValueError(f"goal must be in (0, 1), got {goal}")
+    _check_unique(seeds)
     out = {}
     for target, grp in seeds.groupby("target", sort=True):
         block = complete_block(grp)
         if block.shape[0] >= 2 and block.shape[1] >= 2:
-            out[str(target)] = source_reliability(grp, goal)
+            out[str(target)] = _block_reliability(block, goal)
     return out
 
 
